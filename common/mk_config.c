@@ -1,0 +1,400 @@
+/*
+ * mk_config - mailkeep.conf reader and checker. See mk_config.h.
+ *
+ * libinih does the INI syntax. We feed it one line at a time through
+ * ini_parse_stream(), so that we know the line number of every key
+ * (libinih only reports the first syntax error), catch lines longer than
+ * its fixed buffer (which it would silently cut), and can join
+ * continuation lines ourselves.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "mk_addr.h"
+#include "mk_config.h"
+#include "mk_log.h"
+#include "mk_util.h"
+
+/* Debian builds libinih with a 200-byte line buffer. */
+#define MK_CONFIG_MAX_LINE 199
+
+struct mk_config_value {
+    char *raw;                          /* NULL: not set, default applies */
+    long long num;
+    bool flag;
+    int line;
+};
+
+struct mk_config {
+    atomic_int refs;
+    char *path;
+    struct mk_config_value *values;     /* parallel to mk_config_schema */
+};
+
+struct mk_config_parse {
+    struct mk_config *cfg;
+    const char *text;                   /* the whole file */
+    const char *pos;
+    int line;                           /* line last handed to libinih */
+    bool line_continues;                /* it began with white space */
+    int last_key;                       /* schema index set by the previous line */
+    char *errors;
+    size_t nerrors;
+    const char *last_bad_section;
+};
+
+#define MK_CONFIG_MAX_ERRORS 50
+
+static void mk_config_error(struct mk_config_parse *p, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void mk_config_error(struct mk_config_parse *p, int line, const char *fmt, ...)
+{
+    va_list ap;
+    char *msg, *joined;
+
+    if (++p->nerrors > MK_CONFIG_MAX_ERRORS)
+        return;
+    va_start(ap, fmt);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        mk_log_fatal("out of memory");
+    va_end(ap);
+    joined = mk_xasprintf("%s%s%s:%d: %s", p->errors ? p->errors : "",
+                          p->errors ? "\n" : "", p->cfg->path, line, msg);
+    free(msg);
+    free(p->errors);
+    p->errors = joined;
+}
+
+static int mk_config_find(const char *section, const char *key)
+{
+    for (unsigned i = 0; i < mk_config_schema_size; i++)
+        if (strcasecmp(mk_config_schema[i].section, section) == 0
+            && strcasecmp(mk_config_schema[i].name, key) == 0)
+            return (int) i;
+    return -1;
+}
+
+static bool mk_config_section_known(const char *section)
+{
+    for (unsigned i = 0; i < mk_config_schema_size; i++)
+        if (strcasecmp(mk_config_schema[i].section, section) == 0)
+            return true;
+    return false;
+}
+
+static bool mk_config_enum_ok(const char *choices, const char *value)
+{
+    size_t len = strlen(value);
+
+    for (const char *c = choices; *c;) {
+        size_t n = strcspn(c, "|");
+
+        if (n == len && strncasecmp(c, value, n) == 0)
+            return true;
+        c += n;
+        if (*c == '|')
+            c++;
+    }
+    return false;
+}
+
+/*
+ * Check one value against its schema entry and convert it. Returns NULL
+ * when it is good, or a description of what is wrong.
+ */
+static char *mk_config_check(const struct mk_config_key *k, const char *value,
+                             struct mk_config_value *out)
+{
+    long long n = 0;
+
+    switch (k->type) {
+    case MK_CFG_STRING:
+    case MK_CFG_LIST:
+        return NULL;
+    case MK_CFG_PATH:
+        if (*value != '\0' && *value != '/')
+            return mk_xasprintf("'%s' is not an absolute path", value);
+        return NULL;
+    case MK_CFG_SOCKET:
+        if (*value != '\0' && mk_socket_spec_check(value) < 0)
+            return mk_xasprintf("'%s' is not a socket (unix:/path, inet:port@host or inet6:port@host)", value);
+        return NULL;
+    case MK_CFG_BOOL:
+        if (mk_parse_bool(value, &out->flag) < 0)
+            return mk_xasprintf("'%s' is not yes or no", value);
+        return NULL;
+    case MK_CFG_ENUM:
+        if (!mk_config_enum_ok(k->choices, value))
+            return mk_xasprintf("'%s' is not one of %s", value, k->choices);
+        return NULL;
+    case MK_CFG_INT:
+        if (mk_parse_int(value, &n) < 0)
+            return mk_xasprintf("'%s' is not a whole number", value);
+        break;
+    case MK_CFG_DURATION:
+        if (mk_parse_duration(value, &n) < 0)
+            return mk_xasprintf("'%s' is not a duration (a number with s, m, h, d or w)", value);
+        break;
+    case MK_CFG_SIZE:
+        if (mk_parse_size(value, &n) < 0)
+            return mk_xasprintf("'%s' is not a size (a number with k, M or G)", value);
+        break;
+    }
+    if (n < k->min || (k->max != 0 && n > k->max))
+        return k->max ? mk_xasprintf("'%s' is out of range (%lld to %lld)", value, k->min, k->max)
+                      : mk_xasprintf("'%s' is out of range (at least %lld)", value, k->min);
+    out->num = n;
+    return NULL;
+}
+
+static int mk_config_handler(void *user, const char *section, const char *name,
+                             const char *value)
+{
+    struct mk_config_parse *p = user;
+    struct mk_config_value *v;
+    char *problem, *joined;
+    int idx;
+
+    if (name == NULL)                   /* section header alone (INI_CALL_HANDLER_ON_NEW_SECTION) */
+        return 1;
+    if (*section == '\0') {
+        mk_config_error(p, p->line, "'%s' is outside any section", name);
+        return 1;
+    }
+    if (!mk_config_section_known(section)) {
+        if (p->last_bad_section == NULL || strcmp(p->last_bad_section, section) != 0)
+            mk_config_error(p, p->line, "unknown section [%s]", section);
+        p->last_bad_section = section;
+        return 1;
+    }
+    idx = mk_config_find(section, name);
+    if (idx < 0) {
+        mk_config_error(p, p->line, "[%s] unknown key '%s'", section, name);
+        return 1;
+    }
+    v = &p->cfg->values[idx];
+    if (p->line_continues && idx == p->last_key && v->raw != NULL) {
+        joined = mk_xasprintf("%s %s", v->raw, value);
+        free(v->raw);
+        v->raw = joined;
+    } else if (v->raw != NULL) {
+        mk_config_error(p, p->line, "[%s] %s is set twice (first on line %d)",
+                        section, name, v->line);
+        return 1;
+    } else {
+        v->raw = mk_xstrdup(value);
+        v->line = p->line;
+    }
+    p->last_key = idx;
+    problem = mk_config_check(&mk_config_schema[idx], v->raw, v);
+    if (problem) {
+        mk_config_error(p, v->line, "[%s] %s: %s", section, name, problem);
+        free(problem);
+    }
+    return 1;
+}
+
+/* ini_reader: hand libinih one line at a time, counting and checking. */
+static char *mk_config_reader(char *buf, int size, void *stream)
+{
+    struct mk_config_parse *p = stream;
+    size_t len;
+
+    if (*p->pos == '\0')
+        return NULL;
+    len = strcspn(p->pos, "\n");
+    p->line++;
+    p->line_continues = (*p->pos == ' ' || *p->pos == '\t');
+    if (len > MK_CONFIG_MAX_LINE || len + 2 > (size_t) size) {
+        mk_config_error(p, p->line, "line is longer than %d characters; continue a long "
+                        "value on lines that start with white space", MK_CONFIG_MAX_LINE);
+        buf[0] = '\n';
+        buf[1] = '\0';
+    } else {
+        memcpy(buf, p->pos, len);
+        buf[len] = '\0';
+        /* libinih strips " ; comment" from the first line of a value only. */
+        if (p->line_continues)
+            for (char *c = buf + 1; *c; c++)
+                if (*c == ';' && (c[-1] == ' ' || c[-1] == '\t')) {
+                    *c = '\0';
+                    break;
+                }
+        strcat(buf, "\n");
+    }
+    p->pos += len;
+    if (*p->pos == '\n')
+        p->pos++;
+    return buf;
+}
+
+static char *mk_config_read_file(const char *path, char **errors)
+{
+    FILE *fp = fopen(path, "r");
+    char *text = NULL;
+    size_t len = 0, cap = 0, n;
+
+    if (fp == NULL) {
+        *errors = mk_xasprintf("%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    do {
+        if (cap - len < 4096) {
+            cap = cap ? cap * 2 : 8192;
+            text = mk_xrealloc(text, cap + 1);
+        }
+        n = fread(text + len, 1, cap - len, fp);
+        len += n;
+    } while (n > 0);
+    if (ferror(fp)) {
+        *errors = mk_xasprintf("%s: read error: %s", path, strerror(errno));
+        fclose(fp);
+        free(text);
+        return NULL;
+    }
+    fclose(fp);
+    text[len] = '\0';
+    if (strlen(text) != len) {
+        *errors = mk_xasprintf("%s: contains a NUL byte", path);
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+struct mk_config *mk_config_load(const char *path, char **errors)
+{
+    struct mk_config_parse p;
+    struct mk_config *cfg;
+    char *text;
+    int rc;
+
+    *errors = NULL;
+    if ((text = mk_config_read_file(path, errors)) == NULL)
+        return NULL;
+    cfg = mk_xcalloc(1, sizeof(*cfg));
+    atomic_init(&cfg->refs, 1);
+    cfg->path = mk_xstrdup(path);
+    cfg->values = mk_xcalloc(mk_config_schema_size, sizeof(*cfg->values));
+
+    memset(&p, 0, sizeof(p));
+    p.cfg = cfg;
+    p.text = p.pos = text;
+    p.last_key = -1;
+    rc = ini_parse_stream(mk_config_reader, &p, mk_config_handler, &p);
+    if (rc > 0)
+        mk_config_error(&p, rc, "syntax error: expected [section], key = value, or a comment");
+    else if (rc < 0)
+        mk_config_error(&p, 0, "cannot parse");
+    free(text);
+    if (p.nerrors > MK_CONFIG_MAX_ERRORS) {
+        char *more = mk_xasprintf("%s\n%s: %zu more errors not shown", p.errors, path,
+                                  p.nerrors - MK_CONFIG_MAX_ERRORS);
+        free(p.errors);
+        p.errors = more;
+    }
+    if (p.errors) {
+        *errors = p.errors;
+        mk_config_unref(cfg);
+        return NULL;
+    }
+    /* Fill in defaults, converted the same way as configured values. */
+    for (unsigned i = 0; i < mk_config_schema_size; i++) {
+        if (cfg->values[i].raw == NULL) {
+            char *problem = mk_config_check(&mk_config_schema[i], mk_config_schema[i].def,
+                                            &cfg->values[i]);
+            if (problem)
+                mk_log_fatal("schema default of [%s] %s: %s", mk_config_schema[i].section,
+                             mk_config_schema[i].name, problem);
+        }
+    }
+    return cfg;
+}
+
+struct mk_config *mk_config_ref(struct mk_config *cfg)
+{
+    atomic_fetch_add(&cfg->refs, 1);
+    return cfg;
+}
+
+void mk_config_unref(struct mk_config *cfg)
+{
+    if (cfg == NULL || atomic_fetch_sub(&cfg->refs, 1) != 1)
+        return;
+    for (unsigned i = 0; i < mk_config_schema_size; i++)
+        free(cfg->values[i].raw);
+    free(cfg->values);
+    free(cfg->path);
+    free(cfg);
+}
+
+const char *mk_config_path(const struct mk_config *cfg)
+{
+    return cfg->path;
+}
+
+static unsigned mk_config_index(const char *section, const char *key)
+{
+    int idx = mk_config_find(section, key);
+
+    if (idx < 0)
+        mk_log_fatal("internal error: no configuration key [%s] %s", section, key);
+    return (unsigned) idx;
+}
+
+const char *mk_config_str(const struct mk_config *cfg, const char *section, const char *key)
+{
+    unsigned i = mk_config_index(section, key);
+
+    return cfg->values[i].raw ? cfg->values[i].raw : mk_config_schema[i].def;
+}
+
+long long mk_config_num(const struct mk_config *cfg, const char *section, const char *key)
+{
+    return cfg->values[mk_config_index(section, key)].num;
+}
+
+bool mk_config_bool(const struct mk_config *cfg, const char *section, const char *key)
+{
+    return cfg->values[mk_config_index(section, key)].flag;
+}
+
+char **mk_config_list(const struct mk_config *cfg, const char *section, const char *key)
+{
+    return mk_str_split(mk_config_str(cfg, section, key), " \t,", NULL);
+}
+
+int mk_config_line(const struct mk_config *cfg, const char *section, const char *key)
+{
+    return cfg->values[mk_config_index(section, key)].line;
+}
+
+void mk_config_print(const struct mk_config *cfg, FILE *fp, bool all)
+{
+    const char *section = "";
+
+    for (unsigned i = 0; i < mk_config_schema_size; i++) {
+        const struct mk_config_key *k = &mk_config_schema[i];
+        const char *value = cfg->values[i].raw;
+
+        if (value == NULL && !all)
+            continue;
+        if (strcmp(section, k->section) != 0) {
+            fprintf(fp, "%s[%s]\n", *section ? "\n" : "", k->section);
+            section = k->section;
+        }
+        /* Secrets are shown as set, never printed. */
+        if (value && strstr(k->name, "password") && strstr(k->name, "_file") == NULL)
+            value = "(set)";
+        fprintf(fp, "%s = %s\n", k->name, value ? value : k->def);
+    }
+}

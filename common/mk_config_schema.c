@@ -1,0 +1,81 @@
+/*
+ * mk_config_schema - every section and key of mailkeep.conf, with its
+ * type and default. mailkeep.conf(5) documents the same table; keep them
+ * together.
+ */
+#include "config.h"
+
+#include "mk_config.h"
+#include "mk_util.h"
+
+#define S(sec, name, def)		{sec, name, MK_CFG_STRING, def, NULL, 0, 0}
+#define P(sec, name, def)		{sec, name, MK_CFG_PATH, def, NULL, 0, 0}
+#define L(sec, name, def)		{sec, name, MK_CFG_LIST, def, NULL, 0, 0}
+#define B(sec, name, def)		{sec, name, MK_CFG_BOOL, def, NULL, 0, 0}
+#define E(sec, name, def, choices)	{sec, name, MK_CFG_ENUM, def, choices, 0, 0}
+#define I(sec, name, def, lo, hi)	{sec, name, MK_CFG_INT, def, NULL, lo, hi}
+#define D(sec, name, def, lo, hi)	{sec, name, MK_CFG_DURATION, def, NULL, lo, hi}
+#define Z(sec, name, def, lo, hi)	{sec, name, MK_CFG_SIZE, def, NULL, lo, hi}
+#define SOCK(sec, def)			{sec, "socket", MK_CFG_SOCKET, def, NULL, 0, 0}
+
+/* What every milter daemon's section has. */
+#define MILTER_KEYS(sec, port) \
+    SOCK(sec, "inet:" port "@127.0.0.1"), \
+    S(sec, "user", ""), \
+    P(sec, "pidfile", "")
+
+const struct mk_config_key mk_config_schema[] = {
+    /* [global] */
+    E("global", "log", "syslog", "syslog|stderr"),
+    E("global", "log_facility", "mail",
+      "mail|daemon|auth|authpriv|user|local0|local1|local2|local3|local4|local5|local6|local7"),
+    E("global", "log_level", "info", "error|warning|info|debug"),
+    P("global", "state_dir", MK_LOCALSTATEDIR "/lib/mailkeep"),
+    P("global", "spool_dir", MK_LOCALSTATEDIR "/spool/mailkeep"),
+    L("global", "trusted_networks", "127.0.0.0/8 ::1/128"),
+    L("global", "originating_daemons", "ORIGINATING"),
+    L("global", "local_domains", ""),
+    E("global", "directory", "files", "files|ldap"),
+    P("global", "directory_domains_file", ""),
+    P("global", "directory_users_file", ""),
+    D("global", "reload_interval", "5s", 1, 3600),
+
+    /* [ldap] */
+    S("ldap", "uri", ""),
+    S("ldap", "base", ""),
+    S("ldap", "bind_dn", ""),
+    S("ldap", "bind_password", ""),
+    P("ldap", "bind_password_file", ""),
+    B("ldap", "starttls", "no"),
+    D("ldap", "timeout", "5s", 1, 300),
+    D("ldap", "cache_ttl", "5m", 0, 86400),
+    D("ldap", "negative_cache_ttl", "1m", 0, 86400),
+    I("ldap", "cache_size", "100000", 1, 100000000),
+    S("ldap", "user_filter", "(&(objectClass=inetOrgPerson)(mail=%s))"),
+    S("ldap", "domain_filter", "(&(objectClass=domainRelatedObject)(associatedDomain=%s))"),
+    S("ldap", "group_filter", "(&(objectClass=groupOfNames)(member=%D))"),
+    S("ldap", "group_attribute", "cn"),
+
+    /* [block] */
+    MILTER_KEYS("block", "10025"),
+    P("block", "bad_clients", ""),
+    P("block", "allow_clients", ""),
+    P("block", "bad_senders", ""),
+    P("block", "allow_senders", ""),
+    B("block", "personal_lists", "yes"),
+    P("block", "personal_list_dir", ""),
+    E("block", "personal_action", "reject", "reject|tag"),
+    S("block", "tag_header", "X-Mailkeep-Blocked"),
+    B("block", "reject_unknown_recipients", "yes"),
+    I("block", "dictionary_limit", "10", 0, 1000000),
+    D("block", "dictionary_window", "1m", 1, 86400),
+    D("block", "dictionary_ban", "1h", 1, 604800),
+    I("block", "client_rate_limit", "0", 0, 100000000),
+    D("block", "client_rate_window", "1m", 1, 86400),
+    I("block", "sender_rate_limit", "0", 0, 100000000),
+    D("block", "sender_rate_window", "1h", 1, 86400),
+    B("block", "exempt_trusted", "yes"),
+    B("block", "exempt_authenticated", "yes"),
+};
+
+const unsigned mk_config_schema_size = MK_ARRAY_LEN(mk_config_schema);

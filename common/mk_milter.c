@@ -1,0 +1,546 @@
+/*
+ * mk_milter - the daemon shell every Mailkeep milter runs in. See mk_milter.h.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mk_log.h"
+#include "mk_milter.h"
+#include "mk_util.h"
+
+#ifndef MK_SYSCONFDIR
+#define MK_SYSCONFDIR "/etc"
+#endif
+#define MK_DEFAULT_CONFIG MK_SYSCONFDIR "/mailkeep/mailkeep.conf"
+
+struct mk_milter_file {
+    char *path;
+    bool exists;
+    struct stat st;
+};
+
+struct mk_milter_watch {
+    struct mk_milter_file *files;
+    size_t count;
+};
+
+static const struct mk_milter_app *mk_app;
+static const char *mk_config_file;
+static pthread_mutex_t mk_gen_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct mk_milter_gen *mk_current;
+static unsigned long mk_gen_number;
+static atomic_bool mk_stopping;
+
+/* ------------------------------------------------------------ file watch */
+
+static void mk_milter_stat(struct mk_milter_file *f)
+{
+    f->exists = stat(f->path, &f->st) == 0;
+}
+
+void mk_milter_watch(struct mk_milter_watch *watch, const char *path)
+{
+    struct mk_milter_file *f;
+
+    if (watch == NULL || path == NULL || *path == '\0')
+        return;
+    watch->files = mk_xrealloc(watch->files, (watch->count + 1) * sizeof(*watch->files));
+    f = &watch->files[watch->count++];
+    f->path = mk_xstrdup(path);
+    mk_milter_stat(f);
+}
+
+static bool mk_milter_watch_changed(const struct mk_milter_watch *watch)
+{
+    for (size_t i = 0; i < watch->count; i++) {
+        struct mk_milter_file now = watch->files[i];
+
+        mk_milter_stat(&now);
+        if (now.exists != watch->files[i].exists)
+            return true;
+        if (now.exists && (now.st.st_mtim.tv_sec != watch->files[i].st.st_mtim.tv_sec
+                           || now.st.st_mtim.tv_nsec != watch->files[i].st.st_mtim.tv_nsec
+                           || now.st.st_size != watch->files[i].st.st_size
+                           || now.st.st_ino != watch->files[i].st.st_ino))
+            return true;
+    }
+    return false;
+}
+
+static void mk_milter_watch_free(struct mk_milter_watch *watch)
+{
+    if (watch == NULL)
+        return;
+    for (size_t i = 0; i < watch->count; i++)
+        free(watch->files[i].path);
+    free(watch->files);
+    free(watch);
+}
+
+/* ----------------------------------------------------------- generations */
+
+static void mk_milter_apply_logging(const struct mk_config *cfg)
+{
+    enum mk_log_level level = MK_LOG_INFO;
+
+    (void) mk_log_parse_level(mk_config_str(cfg, "global", "log_level"), &level);
+    mk_log_set_level(level);
+}
+
+/*
+ * Build a generation from a configuration (a reference is taken) and,
+ * when dir is not NULL, an existing directory (likewise).
+ */
+static struct mk_milter_gen *mk_milter_build(struct mk_config *cfg, struct mk_directory *dir,
+                                             char **error)
+{
+    struct mk_milter_gen *gen = mk_xcalloc(1, sizeof(*gen));
+
+    atomic_init(&gen->refs, 1);
+    gen->cfg = mk_config_ref(cfg);
+    gen->unload = mk_app->unload;
+    gen->watch = mk_xcalloc(1, sizeof(*gen->watch));
+    if (dir)
+        gen->dir = mk_directory_ref(dir);
+    else if ((gen->dir = mk_directory_open(cfg, error)) == NULL)
+        goto fail;
+    if ((gen->origin = mk_origin_policy_create(cfg, error)) == NULL)
+        goto fail;
+    if ((gen->policy = mk_app->load(cfg, gen->dir, gen->watch, error)) == NULL)
+        goto fail;
+    return gen;
+fail:
+    mk_milter_release(gen);
+    return NULL;
+}
+
+struct mk_milter_gen *mk_milter_acquire(void)
+{
+    struct mk_milter_gen *gen;
+
+    pthread_mutex_lock(&mk_gen_lock);
+    gen = mk_current;
+    atomic_fetch_add(&gen->refs, 1);
+    pthread_mutex_unlock(&mk_gen_lock);
+    return gen;
+}
+
+void mk_milter_release(struct mk_milter_gen *gen)
+{
+    if (gen == NULL || atomic_fetch_sub(&gen->refs, 1) != 1)
+        return;
+    if (gen->policy)
+        gen->unload(gen->policy);
+    mk_origin_policy_free(gen->origin);
+    mk_directory_unref(gen->dir);
+    mk_milter_watch_free(gen->watch);
+    mk_config_unref(gen->cfg);
+    free(gen);
+}
+
+static void mk_milter_install(struct mk_milter_gen *gen, const char *why)
+{
+    struct mk_milter_gen *old;
+
+    pthread_mutex_lock(&mk_gen_lock);
+    gen->number = ++mk_gen_number;
+    old = mk_current;
+    mk_current = gen;
+    pthread_mutex_unlock(&mk_gen_lock);
+    mk_milter_apply_logging(gen->cfg);
+    if (old)
+        mk_log(MK_LOG_INFO, NULL, "%s: configuration generation %lu in force", why, gen->number);
+    mk_milter_release(old);
+}
+
+static void mk_milter_reload(bool full)
+{
+    struct mk_milter_gen *cur = mk_milter_acquire(), *gen;
+    struct mk_config *cfg;
+    char *error = NULL;
+
+    if (full) {
+        if ((cfg = mk_config_load(mk_config_file, &error)) == NULL) {
+            mk_log(MK_LOG_ERROR, NULL, "reload: %s", error);
+            mk_log(MK_LOG_ERROR, NULL, "reload failed; generation %lu stays in force", cur->number);
+            free(error);
+            mk_milter_release(cur);
+            return;
+        }
+        gen = mk_milter_build(cfg, NULL, &error);
+        mk_config_unref(cfg);
+    } else {
+        gen = mk_milter_build(cur->cfg, cur->dir, &error);
+    }
+    if (gen == NULL) {
+        mk_log(MK_LOG_ERROR, NULL, "reload: %s", error);
+        mk_log(MK_LOG_ERROR, NULL, "reload failed; generation %lu stays in force", cur->number);
+        free(error);
+    } else {
+        mk_milter_install(gen, full ? "SIGUSR1" : "list file changed");
+    }
+    mk_milter_release(cur);
+}
+
+/*
+ * SIGUSR1 is blocked in every thread (libmilter's included, since they
+ * inherit the mask) and taken here with sigtimedwait(), so a reload runs
+ * in an ordinary thread, not in a signal handler.
+ */
+static void *mk_milter_reloader(void *arg)
+{
+    struct timespec tick = {1, 0};
+    time_t last_check = time(NULL);
+    sigset_t set;
+
+    (void) arg;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    while (!atomic_load(&mk_stopping)) {
+        int sig = sigtimedwait(&set, NULL, &tick);
+        struct mk_milter_gen *gen;
+        bool changed;
+        time_t now;
+
+        if (atomic_load(&mk_stopping))
+            break;
+        if (sig == SIGUSR1) {
+            mk_milter_reload(true);
+            last_check = time(NULL);
+            continue;
+        }
+        now = time(NULL);
+        gen = mk_milter_acquire();
+        changed = now - last_check >= mk_config_num(gen->cfg, "global", "reload_interval")
+            && mk_milter_watch_changed(gen->watch);
+        if (now - last_check >= mk_config_num(gen->cfg, "global", "reload_interval"))
+            last_check = now;
+        mk_milter_release(gen);
+        if (changed)
+            mk_milter_reload(false);
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+const char *mk_milter_macro(SMFICTX *ctx, const char *name)
+{
+    const char *value = smfi_getsymval(ctx, (char *) name);
+
+    return value && *value ? value : NULL;
+}
+
+const char *mk_milter_queue_id(SMFICTX *ctx)
+{
+    const char *qid = mk_milter_macro(ctx, "i");
+
+    return qid ? qid : "NOQUEUE";
+}
+
+int mk_milter_reply(SMFICTX *ctx, const char *rcode, const char *xcode, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    /* libmilter treats % as a format character and CR/LF would end the reply. */
+    for (char *p = text; *p; p++)
+        if (*p == '%' || *p == '\r' || *p == '\n' || (unsigned char) *p < 0x20)
+            *p = ' ';
+    return smfi_setreply(ctx, (char *) rcode, (char *) xcode, text);
+}
+
+/* ----------------------------------------------------------- daemon life */
+
+static void mk_milter_usage(FILE *fp)
+{
+    fprintf(fp, "usage: %s [-f] [-t] [-V] [-c config] [-p socket] [-u user]\n"
+            "  -c FILE    configuration file (default %s)\n"
+            "  -p SOCKET  milter socket: unix:/path, inet:port@host, inet6:port@host\n"
+            "  -f         stay in the foreground and log to standard error\n"
+            "  -u USER    run as USER after opening the socket\n"
+            "  -t         check the configuration and the lists it names, then exit\n"
+            "  -V         print the version and exit\n",
+            mk_app->progname, MK_DEFAULT_CONFIG);
+}
+
+static const char *mk_milter_unix_path(const char *spec)
+{
+    if (*spec == '/')
+        return spec;
+    if (strncmp(spec, "unix:", 5) == 0)
+        return spec + 5;
+    if (strncmp(spec, "local:", 6) == 0)
+        return spec + 6;
+    return NULL;
+}
+
+static int mk_milter_write_pidfile(const char *path)
+{
+    char buf[32];
+    int fd;
+
+    if ((fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+        mk_log(MK_LOG_ERROR, NULL, "pidfile %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        mk_log(MK_LOG_ERROR, NULL, "pidfile %s is locked: another %s is running", path,
+               mk_app->progname);
+        close(fd);
+        return -1;
+    }
+    snprintf(buf, sizeof(buf), "%ld\n", (long) getpid());
+    if (ftruncate(fd, 0) < 0 || write(fd, buf, strlen(buf)) != (ssize_t) strlen(buf)) {
+        mk_log(MK_LOG_ERROR, NULL, "pidfile %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    /* The descriptor stays open, holding the lock, until exit. */
+    return 0;
+}
+
+static int mk_milter_drop_privileges(const char *user, const char *socket_path)
+{
+    struct passwd *pw;
+
+    if (*user == '\0')
+        return 0;
+    if ((pw = getpwnam(user)) == NULL) {
+        mk_log(MK_LOG_ERROR, NULL, "user %s does not exist", user);
+        return -1;
+    }
+    if (getuid() != 0 && geteuid() != 0) {
+        if (getuid() == pw->pw_uid)
+            return 0;
+        mk_log(MK_LOG_ERROR, NULL, "cannot become user %s: not running as root", user);
+        return -1;
+    }
+    if (socket_path && chown(socket_path, pw->pw_uid, pw->pw_gid) < 0)
+        mk_log(MK_LOG_WARNING, NULL, "chown %s: %s", socket_path, strerror(errno));
+    if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0
+        || setuid(pw->pw_uid) < 0) {
+        mk_log(MK_LOG_ERROR, NULL, "cannot become user %s: %s", user, strerror(errno));
+        return -1;
+    }
+    if (pw->pw_uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) {
+        mk_log(MK_LOG_ERROR, NULL, "privileges could be regained after dropping them");
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Detach. The parent waits until the child says it is ready (or has
+ * failed), so that a start script that sees success can rely on the
+ * socket being open.
+ */
+static int mk_milter_daemonize(int *ready_fd)
+{
+    int pipefd[2];
+    pid_t pid;
+    char status = 1;
+
+    if (pipe(pipefd) < 0)
+        return -1;
+    if ((pid = fork()) < 0)
+        return -1;
+    if (pid > 0) {
+        close(pipefd[1]);
+        if (read(pipefd[0], &status, 1) != 1)
+            status = 1;
+        _exit(status == 0 ? 0 : 1);
+    }
+    close(pipefd[0]);
+    if (setsid() < 0)
+        return -1;
+    if (chdir("/") < 0)
+        return -1;
+    {
+        int null = open("/dev/null", O_RDWR);
+
+        if (null >= 0) {
+            dup2(null, 0);
+            dup2(null, 1);
+            dup2(null, 2);
+            if (null > 2)
+                close(null);
+        }
+    }
+    *ready_fd = pipefd[1];
+    return 0;
+}
+
+static void mk_milter_ready(int *ready_fd, char status)
+{
+    if (*ready_fd >= 0) {
+        if (write(*ready_fd, &status, 1) != 1) {
+            /* The parent is gone; nothing to tell. */
+        }
+        close(*ready_fd);
+        *ready_fd = -1;
+    }
+}
+
+int mk_milter_main(const struct mk_milter_app *app, int argc, char **argv)
+{
+    const char *socket_spec = NULL, *user = NULL, *pidfile, *unix_path;
+    bool foreground = false, check_only = false;
+    enum mk_log_dest dest;
+    int facility = 0, ch, rc, ready_fd = -1;
+    struct mk_config *cfg;
+    struct mk_milter_gen *gen;
+    pthread_t reloader;
+    sigset_t set;
+    char *error = NULL;
+
+    mk_app = app;
+    mk_config_file = MK_DEFAULT_CONFIG;
+    mk_log_open(app->progname, MK_LOG_STDERR, 0);
+    opterr = 0;
+    while ((ch = getopt(argc, argv, "c:p:fu:tVh")) != -1) {
+        switch (ch) {
+        case 'c':
+            mk_config_file = optarg;
+            break;
+        case 'p':
+            socket_spec = optarg;
+            break;
+        case 'f':
+            foreground = true;
+            break;
+        case 'u':
+            user = optarg;
+            break;
+        case 't':
+            check_only = true;
+            break;
+        case 'V':
+            printf("%s %s\n", app->progname, PACKAGE_VERSION);
+            return 0;
+        case 'h':
+            mk_milter_usage(stdout);
+            return 0;
+        default:
+            if (optopt == 'c' || optopt == 'p' || optopt == 'u')
+                fprintf(stderr, "%s: option -%c needs an argument\n", app->progname, optopt);
+            else
+                fprintf(stderr, "%s: unknown option -%c\n", app->progname, optopt);
+            mk_milter_usage(stderr);
+            return EX_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "%s: unexpected argument '%s'\n", app->progname, argv[optind]);
+        mk_milter_usage(stderr);
+        return EX_USAGE;
+    }
+    if (socket_spec && mk_socket_spec_check(socket_spec) < 0) {
+        fprintf(stderr, "%s: -p %s: not a socket (unix:/path, inet:port@host or inet6:port@host)\n",
+                app->progname, socket_spec);
+        return EX_USAGE;
+    }
+
+    if ((cfg = mk_config_load(mk_config_file, &error)) == NULL) {
+        fprintf(stderr, "%s\n", error);
+        free(error);
+        return EX_CONFIG;
+    }
+    mk_milter_apply_logging(cfg);
+    gen = mk_milter_build(cfg, NULL, &error);
+    if (gen == NULL) {
+        fprintf(stderr, "%s\n", error);
+        free(error);
+        mk_config_unref(cfg);
+        return EX_CONFIG;
+    }
+    if (check_only) {
+        printf("%s: configuration %s is valid\n", app->progname, mk_config_file);
+        mk_milter_release(gen);
+        mk_config_unref(cfg);
+        return 0;
+    }
+    if (socket_spec == NULL)
+        socket_spec = mk_config_str(cfg, app->section, "socket");
+    if (user == NULL)
+        user = mk_config_str(cfg, app->section, "user");
+    pidfile = mk_config_str(cfg, app->section, "pidfile");
+
+    /* -f logs to standard error unless the file asks for syslog. */
+    dest = strcmp(mk_config_str(cfg, "global", "log"), "stderr") == 0
+        || (foreground && mk_config_line(cfg, "global", "log") == 0) ? MK_LOG_STDERR : MK_LOG_SYSLOG;
+    (void) mk_log_parse_facility(mk_config_str(cfg, "global", "log_facility"), &facility);
+    mk_log_open(app->progname, dest, facility);
+    mk_milter_install(gen, "start");
+
+    signal(SIGPIPE, SIG_IGN);
+    if (smfi_setconn((char *) socket_spec) == MI_FAILURE
+        || smfi_register(*app->desc) == MI_FAILURE) {
+        mk_log(MK_LOG_ERROR, NULL, "cannot set up milter socket %s", socket_spec);
+        return EX_SOFTWARE;
+    }
+    unix_path = mk_milter_unix_path(socket_spec);
+    umask(007);
+    if (smfi_opensocket(true) == MI_FAILURE) {
+        mk_log(MK_LOG_ERROR, NULL, "cannot open milter socket %s", socket_spec);
+        return EX_UNAVAILABLE;
+    }
+    if (!foreground && mk_milter_daemonize(&ready_fd) < 0) {
+        mk_log(MK_LOG_ERROR, NULL, "cannot detach: %s", strerror(errno));
+        return EX_OSERR;
+    }
+    if (*pidfile && mk_milter_write_pidfile(pidfile) < 0) {
+        mk_milter_ready(&ready_fd, 1);
+        return EX_CANTCREAT;
+    }
+    if (mk_milter_drop_privileges(user, unix_path) < 0) {
+        mk_milter_ready(&ready_fd, 1);
+        return EX_NOPERM;
+    }
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (pthread_create(&reloader, NULL, mk_milter_reloader, NULL) != 0) {
+        mk_log(MK_LOG_ERROR, NULL, "cannot start the reload thread");
+        mk_milter_ready(&ready_fd, 1);
+        return EX_OSERR;
+    }
+    mk_log(MK_LOG_INFO, NULL, "%s %s listening on %s (directory: %s)", app->progname,
+           PACKAGE_VERSION, socket_spec, mk_directory_backend(gen->dir));
+    mk_milter_ready(&ready_fd, 0);
+
+    rc = smfi_main();
+
+    atomic_store(&mk_stopping, true);
+    pthread_join(reloader, NULL);
+    mk_log(MK_LOG_INFO, NULL, "stopping");
+    if (*pidfile && unlink(pidfile) < 0 && errno != ENOENT)
+        mk_log(MK_LOG_WARNING, NULL, "cannot remove pidfile %s: %s", pidfile, strerror(errno));
+    pthread_mutex_lock(&mk_gen_lock);
+    gen = mk_current;
+    mk_current = NULL;
+    pthread_mutex_unlock(&mk_gen_lock);
+    mk_milter_release(gen);
+    mk_config_unref(cfg);
+    return rc == MI_SUCCESS ? 0 : EX_SOFTWARE;
+}

@@ -1,0 +1,87 @@
+/*
+ * NAME
+ *	mk_milter 3h
+ * SUMMARY
+ *	the daemon shell every Mailkeep milter runs in
+ * SYNOPSIS
+ *	#include "mk_milter.h"
+ *
+ *	int	mk_milter_main(const struct mk_milter_app *app, int argc, char **argv);
+ *	struct mk_milter_gen *mk_milter_acquire(void);
+ *	void	mk_milter_release(struct mk_milter_gen *gen);
+ *	void	mk_milter_watch(struct mk_milter_watch *watch, const char *path);
+ *	const char *mk_milter_macro(SMFICTX *ctx, const char *name);
+ *	const char *mk_milter_queue_id(SMFICTX *ctx);
+ *	int	mk_milter_reply(SMFICTX *ctx, const char *rcode, const char *xcode, const char *fmt, ...);
+ * DESCRIPTION
+ *	mk_milter_main() is the whole life of a milter daemon: it reads the
+ *	flags (-c FILE, -p SOCKET, -f, -u USER, -t, -V), loads mailkeep.conf
+ *	and the component's policy, opens the milter socket, detaches
+ *	(unless -f), writes the pidfile, drops privileges, and runs
+ *	libmilter until SIGTERM, SIGINT or SIGHUP. It returns the exit
+ *	status. With -t it checks the configuration and every list the
+ *	component loads, prints what is wrong, and returns.
+ *
+ *	Configuration comes in generations. A generation holds the parsed
+ *	configuration, the directory, the origin policy and the component's
+ *	policy (what app->load built), and is reference-counted: a
+ *	connection takes one with mk_milter_acquire() when it starts and
+ *	drops it with mk_milter_release() when it ends, so a reload never
+ *	changes the rules under a message in flight.
+ *
+ *	A reload builds a new generation while mail keeps flowing:
+ *	- SIGUSR1 re-reads mailkeep.conf and everything else;
+ *	- a change to any file the component registered with
+ *	  mk_milter_watch() during app->load (list files) rebuilds the
+ *	  component's policy from the current configuration; files are
+ *	  checked every [global] reload_interval.
+ *	A reload that fails is logged with its errors and the running
+ *	generation stays.
+ *
+ *	mk_milter_macro() returns a macro's value, or NULL when it is unset
+ *	or empty. mk_milter_queue_id() returns the queue ID or "NOQUEUE".
+ *	mk_milter_reply() sets the SMTP reply; the text is formatted and any
+ *	character that cannot appear in a reply is replaced.
+ */
+#ifndef MK_MILTER_H
+#define MK_MILTER_H
+
+#include <libmilter/mfapi.h>
+#include <stdatomic.h>
+
+#include "mk_config.h"
+#include "mk_direction.h"
+#include "mk_directory.h"
+
+struct mk_milter_watch;
+
+struct mk_milter_gen {
+    atomic_int refs;
+    unsigned long number;
+    struct mk_config *cfg;
+    struct mk_directory *dir;
+    struct mk_origin_policy *origin;
+    void *policy;                       /* the component's */
+    struct mk_milter_watch *watch;
+    void (*unload)(void *policy);
+};
+
+struct mk_milter_app {
+    const char *progname;               /* "mailkeep-block" */
+    const char *section;                /* its mailkeep.conf section: "block" */
+    struct smfiDesc *desc;
+    void *(*load)(const struct mk_config *cfg, struct mk_directory *dir,
+                  struct mk_milter_watch *watch, char **error);
+    void (*unload)(void *policy);
+};
+
+int mk_milter_main(const struct mk_milter_app *app, int argc, char **argv);
+struct mk_milter_gen *mk_milter_acquire(void);
+void mk_milter_release(struct mk_milter_gen *gen);
+void mk_milter_watch(struct mk_milter_watch *watch, const char *path);
+const char *mk_milter_macro(SMFICTX *ctx, const char *name);
+const char *mk_milter_queue_id(SMFICTX *ctx);
+int mk_milter_reply(SMFICTX *ctx, const char *rcode, const char *xcode, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif

@@ -1,0 +1,210 @@
+/*
+ * mk_util - memory and string helpers. See mk_util.h.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+
+#include "mk_util.h"
+
+static void mk_out_of_memory(size_t n)
+{
+    syslog(LOG_CRIT, "out of memory allocating %zu bytes", n);
+    fprintf(stderr, "fatal: out of memory allocating %zu bytes\n", n);
+    abort();
+}
+
+void *mk_xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+
+    if (p == NULL)
+        mk_out_of_memory(n);
+    return p;
+}
+
+void *mk_xcalloc(size_t count, size_t n)
+{
+    void *p = calloc(count ? count : 1, n ? n : 1);
+
+    if (p == NULL)
+        mk_out_of_memory(count * n);
+    return p;
+}
+
+void *mk_xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+
+    if (q == NULL)
+        mk_out_of_memory(n);
+    return q;
+}
+
+char *mk_xstrdup(const char *s)
+{
+    return mk_xstrndup(s, strlen(s));
+}
+
+char *mk_xstrndup(const char *s, size_t n)
+{
+    char *p = mk_xmalloc(n + 1);
+
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+char *mk_xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+    int n;
+
+    va_start(ap, fmt);
+    n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        mk_out_of_memory(strlen(fmt));
+    return s;
+}
+
+char *mk_str_trim(char *s)
+{
+    char *end;
+
+    while (isspace((unsigned char) *s))
+        s++;
+    end = s + strlen(s);
+    while (end > s && isspace((unsigned char) end[-1]))
+        *--end = '\0';
+    return s;
+}
+
+void mk_str_lower(char *s)
+{
+    for (; *s; s++)
+        *s = (char) tolower((unsigned char) *s);
+}
+
+bool mk_str_iequal(const char *a, const char *b)
+{
+    return strcasecmp(a, b) == 0;
+}
+
+char **mk_str_split(const char *s, const char *seps, size_t *count)
+{
+    size_t n = 0, cap = 4;
+    char **v = mk_xmalloc(cap * sizeof(*v));
+
+    while (*s) {
+        size_t len;
+
+        s += strspn(s, seps);
+        len = strcspn(s, seps);
+        if (len == 0)
+            break;
+        if (n + 2 > cap) {
+            cap *= 2;
+            v = mk_xrealloc(v, cap * sizeof(*v));
+        }
+        v[n++] = mk_xstrndup(s, len);
+        s += len;
+    }
+    v[n] = NULL;
+    if (count)
+        *count = n;
+    return v;
+}
+
+void mk_str_array_free(char **v)
+{
+    if (v == NULL)
+        return;
+    for (char **p = v; *p; p++)
+        free(*p);
+    free(v);
+}
+
+int mk_parse_int(const char *s, long long *value)
+{
+    char *end;
+    long long v;
+
+    if (s == NULL || *s == '\0' || isspace((unsigned char) *s))
+        return -1;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return -1;
+    *value = v;
+    return 0;
+}
+
+/* A number followed by at most one unit letter; the unit table maps it. */
+static int mk_parse_scaled(const char *s, const char *units,
+                           const long long *factors, long long *out)
+{
+    char *end;
+    long long v;
+    long long factor = 1;
+
+    if (s == NULL || !isdigit((unsigned char) *s))
+        return -1;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0)
+        return -1;
+    if (*end != '\0') {
+        const char *u = strchr(units, *end);
+
+        if (u == NULL || end[1] != '\0')
+            return -1;
+        factor = factors[u - units];
+    }
+    if (v > LLONG_MAX / factor)
+        return -1;
+    *out = v * factor;
+    return 0;
+}
+
+int mk_parse_duration(const char *s, long long *seconds)
+{
+    static const long long f[] = {1, 60, 3600, 86400, 604800};
+
+    return mk_parse_scaled(s, "smhdw", f, seconds);
+}
+
+int mk_parse_size(const char *s, long long *bytes)
+{
+    static const long long f[] = {1024, 1024, 1024LL * 1024, 1024LL * 1024 * 1024,
+                                  1024LL * 1024 * 1024 * 1024};
+
+    return mk_parse_scaled(s, "kKMGT", f, bytes);
+}
+
+int mk_parse_bool(const char *s, bool *value)
+{
+    static const char *const yes[] = {"yes", "true", "on", "1"};
+    static const char *const no[] = {"no", "false", "off", "0"};
+
+    for (size_t i = 0; i < MK_ARRAY_LEN(yes); i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *value = true;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *value = false;
+            return 0;
+        }
+    }
+    return -1;
+}

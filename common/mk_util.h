@@ -1,0 +1,60 @@
+/*
+ * NAME
+ *	mk_util 3h
+ * SUMMARY
+ *	memory and string helpers
+ * SYNOPSIS
+ *	#include "mk_util.h"
+ *
+ *	void	*mk_xmalloc(size_t n);
+ *	void	*mk_xcalloc(size_t count, size_t n);
+ *	void	*mk_xrealloc(void *p, size_t n);
+ *	char	*mk_xstrdup(const char *s);
+ *	char	*mk_xstrndup(const char *s, size_t n);
+ *	char	*mk_xasprintf(const char *fmt, ...);
+ *	char	*mk_str_trim(char *s);
+ *	void	mk_str_lower(char *s);
+ *	bool	mk_str_iequal(const char *a, const char *b);
+ *	char	**mk_str_split(const char *s, const char *seps, size_t *count);
+ *	void	mk_str_array_free(char **v);
+ *	int	mk_parse_duration(const char *s, long long *seconds);
+ *	int	mk_parse_size(const char *s, long long *bytes);
+ *	int	mk_parse_bool(const char *s, bool *value);
+ *	int	mk_parse_int(const char *s, long long *value);
+ * DESCRIPTION
+ *	The allocation wrappers never return NULL: running out of memory
+ *	in a mail filter is not a condition any caller can recover from
+ *	better than by exiting, and the MTA tempfails meanwhile.
+ *
+ *	mk_str_split() splits on any of the separator characters, drops
+ *	empty fields and returns a NULL-terminated array.
+ *
+ *	The parsers return 0 on success and -1 on malformed input, leaving
+ *	the output untouched. Durations take an optional unit s, m, h, d or
+ *	w (seconds by default); sizes take k, M, G (powers of 1024).
+ */
+#ifndef MK_UTIL_H
+#define MK_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+void *mk_xmalloc(size_t n);
+void *mk_xcalloc(size_t count, size_t n);
+void *mk_xrealloc(void *p, size_t n);
+char *mk_xstrdup(const char *s);
+char *mk_xstrndup(const char *s, size_t n);
+char *mk_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *mk_str_trim(char *s);
+void mk_str_lower(char *s);
+bool mk_str_iequal(const char *a, const char *b);
+char **mk_str_split(const char *s, const char *seps, size_t *count);
+void mk_str_array_free(char **v);
+int mk_parse_duration(const char *s, long long *seconds);
+int mk_parse_size(const char *s, long long *bytes);
+int mk_parse_bool(const char *s, bool *value);
+int mk_parse_int(const char *s, long long *value);
+
+#define MK_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif

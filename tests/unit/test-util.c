@@ -1,0 +1,148 @@
+/* Unit tests for mk_util and mk_hash. */
+#include "config.h"
+
+#include <stdlib.h>
+
+#include "mk_hash.h"
+#include "mk_test.h"
+#include "mk_util.h"
+
+static void test_durations(void)
+{
+    long long v = -1;
+
+    test_begin("durations: units and bare seconds");
+    test_assert(mk_parse_duration("30", &v) == 0 && v == 30);
+    test_assert(mk_parse_duration("5m", &v) == 0 && v == 300);
+    test_assert(mk_parse_duration("2h", &v) == 0 && v == 7200);
+    test_assert(mk_parse_duration("1d", &v) == 0 && v == 86400);
+    test_assert(mk_parse_duration("1w", &v) == 0 && v == 604800);
+    test_end();
+
+    test_begin("durations: malformed input is refused and leaves the value");
+    v = 42;
+    test_assert(mk_parse_duration("", &v) < 0);
+    test_assert(mk_parse_duration("m", &v) < 0);
+    test_assert(mk_parse_duration("5x", &v) < 0);
+    test_assert(mk_parse_duration("5mm", &v) < 0);
+    test_assert(mk_parse_duration("-5", &v) < 0);
+    test_assert(mk_parse_duration(" 5", &v) < 0);
+    test_assert(mk_parse_duration("99999999999999999999", &v) < 0);
+    test_assert(mk_parse_duration("9999999999999999w", &v) < 0);
+    test_assert_int(v, 42);
+    test_end();
+}
+
+static void test_sizes_bools_ints(void)
+{
+    long long v;
+    bool b = false;
+
+    test_begin("sizes: k, M, G are powers of 1024");
+    test_assert(mk_parse_size("10", &v) == 0 && v == 10);
+    test_assert(mk_parse_size("10k", &v) == 0 && v == 10240);
+    test_assert(mk_parse_size("3M", &v) == 0 && v == 3 * 1024 * 1024);
+    test_assert(mk_parse_size("1G", &v) == 0 && v == 1024LL * 1024 * 1024);
+    test_assert(mk_parse_size("1.5M", &v) < 0);
+    test_end();
+
+    test_begin("booleans: yes/no spellings, anything else refused");
+    test_assert(mk_parse_bool("yes", &b) == 0 && b);
+    test_assert(mk_parse_bool("Off", &b) == 0 && !b);
+    test_assert(mk_parse_bool("TRUE", &b) == 0 && b);
+    test_assert(mk_parse_bool("0", &b) == 0 && !b);
+    test_assert(mk_parse_bool("y", &b) < 0);
+    test_assert(mk_parse_bool("", &b) < 0);
+    test_end();
+
+    test_begin("integers: whole, signed, nothing trailing");
+    test_assert(mk_parse_int("-12", &v) == 0 && v == -12);
+    test_assert(mk_parse_int("12a", &v) < 0);
+    test_assert(mk_parse_int("", &v) < 0);
+    test_end();
+}
+
+static void test_split_trim(void)
+{
+    size_t n;
+    char **v = mk_str_split("  a, b,,c\t d ", " ,\t", &n);
+    char buf[] = "  \t hello world \n";
+
+    test_begin("split drops empty fields");
+    test_assert_int(n, 4);
+    test_assert_str(v[0], "a");
+    test_assert_str(v[3], "d");
+    test_assert(v[4] == NULL);
+    mk_str_array_free(v);
+    v = mk_str_split("", ",", &n);
+    test_assert(n == 0 && v[0] == NULL);
+    mk_str_array_free(v);
+    test_end();
+
+    test_begin("trim removes white space at both ends");
+    test_assert_str(mk_str_trim(buf), "hello world");
+    test_end();
+}
+
+static bool keep_even(void *value, void *arg)
+{
+    (void) arg;
+    return (*(int *) value) % 2 == 0;
+}
+
+static void test_hash(void)
+{
+    struct mk_hash *h = mk_hash_create(free);
+    char key[32];
+
+    test_begin("hash: set, find, replace, delete over growth");
+    for (int i = 0; i < 1000; i++) {
+        int *v = mk_xmalloc(sizeof(int));
+
+        *v = i;
+        snprintf(key, sizeof(key), "key%d", i);
+        mk_hash_set(h, key, strlen(key), v);
+    }
+    test_assert_int(mk_hash_count(h), 1000);
+    test_assert(*(int *) mk_hash_find(h, "key777", 6) == 777);
+    test_assert(mk_hash_find(h, "key1000", 7) == NULL);
+    test_assert(mk_hash_find(h, "key7", 3) == NULL);     /* a prefix is another key */
+    {
+        int *v = mk_xmalloc(sizeof(int));
+
+        *v = 2;
+        mk_hash_set(h, "key1", 4, v);                   /* replace frees the old value */
+    }
+    test_assert(*(int *) mk_hash_find(h, "key1", 4) == 2);
+    test_assert_int(mk_hash_count(h), 1000);
+    test_assert(mk_hash_delete(h, "key5", 4));
+    test_assert(!mk_hash_delete(h, "key5", 4));
+    test_assert_int(mk_hash_count(h), 999);
+    test_end();
+
+    test_begin("hash: walk deletes what keep() refuses");
+    mk_hash_walk(h, keep_even, NULL);
+    test_assert_int(mk_hash_count(h), 501);             /* 0..998 even, and key1 now 2 */
+    test_assert(mk_hash_find(h, "key3", 4) == NULL);
+    test_assert(mk_hash_find(h, "key1", 4) != NULL);
+    test_end();
+    mk_hash_free(h);
+
+    test_begin("hash: binary keys with NUL bytes");
+    h = mk_hash_create(NULL);
+    mk_hash_set(h, "a\0b", 3, (void *) 1);
+    test_assert(mk_hash_find(h, "a\0b", 3) == (void *) 1);
+    test_assert(mk_hash_find(h, "a\0c", 3) == NULL);
+    test_assert(mk_hash_find(h, "a", 1) == NULL);
+    mk_hash_free(h);
+    test_end();
+}
+
+int main(void)
+{
+    test_durations();
+    test_sizes_bools_ints();
+    test_split_trim();
+    test_hash();
+    return test_done();
+}

@@ -1,0 +1,66 @@
+/*
+ * mailkeep - the administration command. See mailkeep(8).
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "mailkeep.h"
+#include "mk_log.h"
+
+#ifndef MK_SYSCONFDIR
+#define MK_SYSCONFDIR "/etc"
+#endif
+
+static const struct {
+    const char *name;
+    int (*run)(const char *, int, char **);
+    const char *summary;
+} mailkeep_commands[] = {
+    {"config", mailkeep_config, "check | show [-a]: check or print mailkeep.conf"},
+    {"directory", mailkeep_directory, "domain DOMAIN | user ADDRESS: ask the directory"},
+};
+
+static void mailkeep_usage(FILE *fp)
+{
+    fprintf(fp, "usage: mailkeep [-c config] COMMAND [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof(mailkeep_commands) / sizeof(mailkeep_commands[0]); i++)
+        fprintf(fp, "  %-10s %s\n", mailkeep_commands[i].name, mailkeep_commands[i].summary);
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = MK_SYSCONFDIR "/mailkeep/mailkeep.conf";
+    int ch;
+
+    mk_log_open("mailkeep", MK_LOG_STDERR, 0);
+    while ((ch = getopt(argc, argv, "+c:hV")) != -1) {
+        switch (ch) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'h':
+            mailkeep_usage(stdout);
+            return 0;
+        case 'V':
+            printf("mailkeep %s\n", PACKAGE_VERSION);
+            return 0;
+        default:
+            mailkeep_usage(stderr);
+            return EX_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        mailkeep_usage(stderr);
+        return EX_USAGE;
+    }
+    for (size_t i = 0; i < sizeof(mailkeep_commands) / sizeof(mailkeep_commands[0]); i++)
+        if (strcmp(argv[optind], mailkeep_commands[i].name) == 0)
+            return mailkeep_commands[i].run(config_path, argc - optind - 1, argv + optind + 1);
+    fprintf(stderr, "mailkeep: unknown command '%s'\n", argv[optind]);
+    mailkeep_usage(stderr);
+    return EX_USAGE;
+}
