@@ -59,6 +59,7 @@ const struct mk_config_key mk_config_schema[] = {
     /* [block] */
     MILTER_KEYS("block", "10025"),
     P("block", "bad_clients", ""),
+    B("block", "delay_client_reject", "no"),
     P("block", "allow_clients", ""),
     P("block", "bad_senders", ""),
     P("block", "allow_senders", ""),

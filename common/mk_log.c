@@ -66,6 +66,9 @@ int mk_log_parse_facility(const char *name, int *facility)
 }
 
 static void mk_log_emit(enum mk_log_level level, const char *queue_id,
+                        const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
+
+static void mk_log_emit(enum mk_log_level level, const char *queue_id,
                         const char *fmt, va_list ap)
 {
     static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};

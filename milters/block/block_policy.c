@@ -36,6 +36,7 @@ struct block_policy *block_policy_load(const struct mk_config *cfg, char **error
             return NULL;
         }
     }
+    p->delay_client_reject = mk_config_bool(cfg, "block", "delay_client_reject");
     p->personal_lists = mk_config_bool(cfg, "block", "personal_lists");
     p->personal_list_dir = mk_xstrdup(mk_config_str(cfg, "block", "personal_list_dir"));
     p->personal_action = strcasecmp(mk_config_str(cfg, "block", "personal_action"), "tag") == 0

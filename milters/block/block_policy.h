@@ -30,7 +30,12 @@
  *
  *	connect    allow_clients, then trusted origin (if exempt_trusted),
  *		   then a dictionary-attack ban (421, the client is told to
- *		   come back later), then bad_clients (554).
+ *		   come back later), then bad_clients (554). Postfix answers a
+ *		   refusal at connect with its own "554 ... not accepting
+ *		   connections" and logs ours; with delay_client_reject the
+ *		   milter gives its reply at HELO, MAIL and RCPT instead, so
+ *		   the client sees the reason (as Postfix's own
+ *		   smtpd_delay_reject does).
  *	MAIL FROM  the per-login rate limit (450; it applies to every
  *		   authenticated sender, exempt or not: it is what stops a
  *		   stolen account), then for clients that are not exempt the
@@ -86,6 +91,7 @@ enum block_action { BLOCK_ACTION_REJECT, BLOCK_ACTION_TAG };
 struct block_policy {
     struct mk_list *bad_clients, *allow_clients, *bad_senders, *allow_senders;
     char *files[4];
+    bool delay_client_reject;
     bool personal_lists;
     char *personal_list_dir;
     enum block_action personal_action;

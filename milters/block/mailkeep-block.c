@@ -31,6 +31,7 @@
 struct block_conn {
     struct mk_milter_gen *gen;
     struct block_client client;
+    struct block_decision refused;      /* a refusal at connect, given later */
     char *sender;                       /* normalized; per message */
     char **tagged;                      /* recipients whose Junk gets the message */
     size_t ntagged;
@@ -120,7 +121,25 @@ static sfsistat block_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr
     block_client_init(&c->client, block_policy_of(c), c->gen->origin, have_ip ? &ip : NULL,
                       mk_milter_macro(ctx, "{daemon_name}"));
     block_check_client(block_policy_of(c), block_state, &c->client, time(NULL), &d);
+    if (d.verdict != BLOCK_PASS && block_policy_of(c)->delay_client_reject) {
+        c->refused = d;
+        return SMFIS_CONTINUE;
+    }
     return block_act(ctx, c, &d, "CONNECT");
+}
+
+/* With delay_client_reject, a client refused at connect is told why at each command. */
+static sfsistat block_refused_later(SMFICTX *ctx, const struct block_conn *c, const char *stage)
+{
+    return c->refused.verdict != BLOCK_PASS ? block_act(ctx, c, &c->refused, stage) : SMFIS_CONTINUE;
+}
+
+static sfsistat block_helo(SMFICTX *ctx, char *name)
+{
+    struct block_conn *c = smfi_getpriv(ctx);
+
+    (void) name;
+    return c ? block_refused_later(ctx, c, "HELO") : SMFIS_TEMPFAIL;
 }
 
 static sfsistat block_envfrom(SMFICTX *ctx, char **argv)
@@ -130,6 +149,8 @@ static sfsistat block_envfrom(SMFICTX *ctx, char **argv)
 
     if (c == NULL)
         return SMFIS_TEMPFAIL;
+    if (c->refused.verdict != BLOCK_PASS)
+        return block_refused_later(ctx, c, "MAIL");
     block_message_reset(c);
     if (c->client.login[0] == '\0')
         block_client_authenticated(&c->client, block_policy_of(c),
@@ -153,6 +174,8 @@ static sfsistat block_envrcpt(SMFICTX *ctx, char **argv)
 
     if (c == NULL || c->sender == NULL)
         return SMFIS_TEMPFAIL;
+    if (c->refused.verdict != BLOCK_PASS)
+        return block_refused_later(ctx, c, "RCPT");
     if ((rcpt = mk_addr_normalize(argv[0])) == NULL) {
         mk_milter_reply(ctx, "553", "5.1.3", "Malformed recipient address");
         return SMFIS_REJECT;
@@ -261,6 +284,7 @@ static struct smfiDesc block_desc = {
     .xxfi_version = SMFI_VERSION,
     .xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS,
     .xxfi_connect = block_connect,
+    .xxfi_helo = block_helo,
     .xxfi_envfrom = block_envfrom,
     .xxfi_envrcpt = block_envrcpt,
     .xxfi_header = block_header,
