@@ -38,6 +38,7 @@ const struct mk_config_key mk_config_schema[] = {
     E("global", "directory", "files", "files|ldap"),
     P("global", "directory_domains_file", ""),
     P("global", "directory_users_file", ""),
+    S("global", "recipient_delimiter", "+"),
     D("global", "reload_interval", "5s", 1, 3600),
 
     /* [ldap] */

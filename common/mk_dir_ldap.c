@@ -176,7 +176,8 @@ static int mk_ldap_search(struct mk_dir_ldap *l, const char *base, int scope,
         if (rc != LDAP_SERVER_DOWN && rc != LDAP_CONNECT_ERROR && rc != LDAP_UNAVAILABLE)
             break;
     }
-    mk_log(MK_LOG_ERROR, NULL, "ldap %s: search %s: %s", l->uri, filter, ldap_err2string(rc));
+    /* The filter holds an address: name the base, never the person. */
+    mk_log(MK_LOG_ERROR, NULL, "ldap %s: search under %s: %s", l->uri, base, ldap_err2string(rc));
     return -1;
 }
 
@@ -268,8 +269,8 @@ static enum mk_dir_status mk_dir_ldap_user(void *ctx, const char *address,
         goto out;
     }
     if (ldap_next_entry(l->ld, entry) != NULL)
-        mk_log(MK_LOG_WARNING, NULL, "ldap: more than one entry matches %s; using the first",
-               filter);
+        mk_log(MK_LOG_WARNING, NULL, "ldap: more than one entry matches [ldap] user_filter "
+               "for one address; using the first");
     user = mk_dir_user_new(address);
     {
         char *dn = ldap_get_dn(l->ld, entry);

@@ -38,6 +38,7 @@ struct mk_directory {
     const struct mk_dir_backend *backend;
     void *ctx;
     char **static_domains;
+    char delimiter;                     /* '+' of user+tag@, or 0 */
     /* Lookup cache, for backends that ask a server. */
     pthread_mutex_t lock;
     struct mk_hash *cache;
@@ -174,6 +175,7 @@ struct mk_directory *mk_directory_open(const struct mk_config *cfg, char **error
     dir->backend = backend;
     dir->ctx = ctx;
     dir->static_domains = mk_config_list(cfg, "global", "local_domains");
+    dir->delimiter = mk_config_str(cfg, "global", "recipient_delimiter")[0];
     for (char **d = dir->static_domains; *d; d++)
         mk_str_lower(*d);
     pthread_mutex_init(&dir->lock, NULL);
@@ -280,8 +282,8 @@ enum mk_dir_status mk_directory_domain(struct mk_directory *dir, const char *dom
     return status;
 }
 
-enum mk_dir_status mk_directory_user(struct mk_directory *dir, const char *address,
-                                     struct mk_dir_user **user)
+static enum mk_dir_status mk_directory_user_exact(struct mk_directory *dir, const char *address,
+                                                  struct mk_dir_user **user)
 {
     enum mk_dir_status status;
     char *key;
@@ -295,5 +297,24 @@ enum mk_dir_status mk_directory_user(struct mk_directory *dir, const char *addre
         mk_dir_cache_put(dir, key, status, *user);
     }
     free(key);
+    return status;
+}
+
+/* user+tag@domain is user@domain when no entry has the tag. */
+enum mk_dir_status mk_directory_user(struct mk_directory *dir, const char *address,
+                                     struct mk_dir_user **user)
+{
+    enum mk_dir_status status = mk_directory_user_exact(dir, address, user);
+    const char *at = strrchr(address, '@'), *delim;
+    char *base;
+
+    if (status != MK_DIR_NOT_FOUND || dir->delimiter == 0 || at == NULL)
+        return status;
+    delim = memchr(address, dir->delimiter, (size_t) (at - address));
+    if (delim == NULL || delim == address)
+        return status;
+    base = mk_xasprintf("%.*s%s", (int) (delim - address), address, at);
+    status = mk_directory_user_exact(dir, base, user);
+    free(base);
     return status;
 }

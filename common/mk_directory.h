@@ -35,9 +35,12 @@
  *	In both, [global] local_domains adds domains from the config file.
  *
  *	Attributes have backend-neutral names: role, blocked_sender,
- *	allowed_sender, block_mode, policy_group, otp_policy, option
- *	(LDAP: mailkeepRole, mailkeepBlockedSender, ... see
+ *	allowed_sender, block_mode, policy_group, otp_policy, option, name
+ *	(LDAP: mailkeepRole, mailkeepBlockedSender, ..., cn; see
  *	contrib/ldap/mailkeep.schema).
+ *
+ *	A user lookup for user+tag@domain that finds nothing tries
+ *	user@domain ([global] recipient_delimiter, "+" by default).
  *
  *	Lookups return MK_DIR_FOUND, MK_DIR_NOT_FOUND, or MK_DIR_TEMPFAIL
  *	when the backend cannot answer (server down, timeout): the caller

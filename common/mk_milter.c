@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sysexits.h>
@@ -351,14 +352,14 @@ static int mk_milter_drop_privileges(const char *user, const char *socket_path)
 
 /*
  * Detach. The parent waits until the child says it is ready (or has
- * failed), so that a start script that sees success can rely on the
- * socket being open.
+ * failed, with what exit status), so that a start script that sees
+ * success can rely on the socket being open.
  */
 static int mk_milter_daemonize(int *ready_fd)
 {
     int pipefd[2];
     pid_t pid;
-    char status = 1;
+    char status;
 
     if (pipe(pipefd) < 0)
         return -1;
@@ -367,8 +368,8 @@ static int mk_milter_daemonize(int *ready_fd)
     if (pid > 0) {
         close(pipefd[1]);
         if (read(pipefd[0], &status, 1) != 1)
-            status = 1;
-        _exit(status == 0 ? 0 : 1);
+            status = EX_SOFTWARE;
+        _exit(status);
     }
     close(pipefd[0]);
     if (setsid() < 0)
@@ -486,7 +487,7 @@ int mk_milter_main(const struct mk_milter_app *app, int argc, char **argv)
     pidfile = mk_config_str(cfg, app->section, "pidfile");
 
     /* -f logs to standard error unless the file asks for syslog. */
-    dest = strcmp(mk_config_str(cfg, "global", "log"), "stderr") == 0
+    dest = strcasecmp(mk_config_str(cfg, "global", "log"), "stderr") == 0
         || (foreground && mk_config_line(cfg, "global", "log") == 0) ? MK_LOG_STDERR : MK_LOG_SYSLOG;
     (void) mk_log_parse_facility(mk_config_str(cfg, "global", "log_facility"), &facility);
     mk_log_open(app->progname, dest, facility);
@@ -509,20 +510,28 @@ int mk_milter_main(const struct mk_milter_app *app, int argc, char **argv)
         return EX_OSERR;
     }
     if (*pidfile && mk_milter_write_pidfile(pidfile) < 0) {
-        mk_milter_ready(&ready_fd, 1);
+        mk_milter_ready(&ready_fd, EX_CANTCREAT);
         return EX_CANTCREAT;
     }
     if (mk_milter_drop_privileges(user, unix_path) < 0) {
-        mk_milter_ready(&ready_fd, 1);
+        mk_milter_ready(&ready_fd, EX_NOPERM);
         return EX_NOPERM;
     }
 
+    /*
+     * Block the stop signals too before any thread starts: libmilter's
+     * signal thread takes them with sigwait(), and a thread of ours that
+     * left them unblocked would die of them instead of stopping cleanly.
+     */
     sigemptyset(&set);
     sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     if (pthread_create(&reloader, NULL, mk_milter_reloader, NULL) != 0) {
         mk_log(MK_LOG_ERROR, NULL, "cannot start the reload thread");
-        mk_milter_ready(&ready_fd, 1);
+        mk_milter_ready(&ready_fd, EX_OSERR);
         return EX_OSERR;
     }
     mk_log(MK_LOG_INFO, NULL, "%s %s listening on %s (directory: %s)", app->progname,

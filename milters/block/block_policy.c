@@ -246,9 +246,18 @@ static void block_read_personal_file(const struct block_policy *p, const char *r
     if (fp == NULL)
         return;
     while (fgets(line, sizeof(line), fp)) {
-        char *entry = mk_str_trim(line), ***list = block;
+        char *entry, ***list = block;
         size_t *n = &nblock;
 
+        if (strchr(line, '\n') == NULL && !feof(fp)) {
+            int ch;
+
+            /* Longer than any entry can be: skip the whole line. */
+            while ((ch = getc(fp)) != EOF && ch != '\n')
+                continue;
+            continue;
+        }
+        entry = mk_str_trim(line);
         if (*entry == '\0' || *entry == '#')
             continue;
         if (*entry == '+') {
@@ -292,7 +301,7 @@ static void block_check_personal(const struct block_policy *p, const struct mk_d
     bool blocked = false, allowed;
     enum block_action action = p->personal_action;
 
-    block_read_personal_file(p, recipient, &file_block, &file_allow);
+    block_read_personal_file(p, user->address, &file_block, &file_allow);
     allowed = block_personal_match("allowed_sender", mk_dir_user_values(user, "allowed_sender"), sender)
         || block_personal_match("personal file", file_allow, sender);
     if (!allowed)
@@ -341,7 +350,8 @@ void block_check_recipient(const struct block_policy *p, struct mk_rate *state,
         return;
     }
     if (status == MK_DIR_NOT_FOUND) {
-        if (!p->reject_unknown)
+        /* RFC 5321 4.5.1: postmaster is always there, listed or not. */
+        if (!p->reject_unknown || strncmp(recipient, "postmaster@", 11) == 0)
             return;
         if (!c->exempt && p->dict_limit > 0) {
             snprintf(key, sizeof(key), "unknown:%s", c->rate_key);

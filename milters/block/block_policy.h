@@ -42,7 +42,8 @@
  *		   ban, the per-client rate limit (450), allow_senders and
  *		   bad_senders (550).
  *	RCPT TO    for a recipient in a local domain: an unknown user is
- *		   refused (550 5.1.1) and counted against the client; at
+ *		   refused (550 5.1.1; postmaster@ is never unknown) and
+ *		   counted against the client; at
  *		   dictionary_limit within dictionary_window the client is
  *		   banned for dictionary_ban (421). A known user's personal
  *		   allow and block lists (directory attributes allowed_sender

@@ -36,6 +36,8 @@ struct block_conn {
     char **tagged;                      /* recipients whose Junk gets the message */
     size_t ntagged;
     int incoming_tags;                  /* tag headers the message arrived with */
+    bool connected;                     /* the connect callback has run */
+    bool no_header_reply;               /* SMFIP_NR_HDR was negotiated */
 };
 
 static struct mk_rate *block_state;
@@ -55,6 +57,15 @@ static void block_message_reset(struct block_conn *c)
     c->tagged = NULL;
     c->ntagged = 0;
     c->incoming_tags = 0;
+}
+
+static struct block_conn *block_conn_new(SMFICTX *ctx)
+{
+    struct block_conn *c = mk_xcalloc(1, sizeof(*c));
+
+    c->gen = mk_milter_acquire();
+    smfi_setpriv(ctx, c);
+    return c;
 }
 
 static void block_conn_free(struct block_conn *c)
@@ -107,11 +118,12 @@ static sfsistat block_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr
     bool have_ip;
 
     (void) hostname;
-    /* Postfix replays connect after XCLIENT: start afresh. */
-    block_conn_free(c);
-    c = mk_xcalloc(1, sizeof(*c));
-    c->gen = mk_milter_acquire();
-    smfi_setpriv(ctx, c);
+    /* A connect without negotiation, or a second one: start afresh. */
+    if (c == NULL || c->connected) {
+        block_conn_free(c);
+        c = block_conn_new(ctx);
+    }
+    c->connected = true;
     have_ip = mk_ip_from_sockaddr(hostaddr, &ip) == 0;
     if (!have_ip) {
         const char *addr = mk_milter_macro(ctx, "{client_addr}");
@@ -204,7 +216,8 @@ static sfsistat block_header(SMFICTX *ctx, char *name, char *value)
     (void) value;
     if (c && strcasecmp(name, block_policy_of(c)->tag_header) == 0)
         c->incoming_tags++;
-    return SMFIS_CONTINUE;
+    /* Negotiated SMFIP_NR_HDR: the MTA does not wait for an answer. */
+    return c && c->no_header_reply ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 }
 
 static sfsistat block_eom(SMFICTX *ctx)
@@ -245,18 +258,31 @@ static sfsistat block_close(SMFICTX *ctx)
     return SMFIS_CONTINUE;
 }
 
+/*
+ * Ask the MTA for as little as the rules need: every exchange is a round
+ * trip per SMTP session. Headers are wanted (to strip forged tags) but
+ * need no answer; HELO only when refusals wait for it. The connection's
+ * generation is taken here, since it decides what to ask for.
+ */
 static sfsistat block_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
                                 unsigned long f2, unsigned long f3, unsigned long *pf0,
                                 unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
 {
-    (void) ctx;
+    struct block_conn *c;
+    unsigned long wanted = SMFIP_NOBODY | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NOEOH
+        | SMFIP_NR_HDR;
+
     (void) f2;
     (void) f3;
     if ((f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS)) != (SMFIF_ADDHDRS | SMFIF_CHGHDRS))
         return SMFIS_REJECT;
+    block_conn_free(smfi_getpriv(ctx));
+    c = block_conn_new(ctx);
+    if (!block_policy_of(c)->delay_client_reject)
+        wanted |= SMFIP_NOHELO;
     *pf0 = SMFIF_ADDHDRS | SMFIF_CHGHDRS;
-    /* The body is never looked at: do not have the MTA send it. */
-    *pf1 = f1 & (SMFIP_NOBODY | SMFIP_NOUNKNOWN | SMFIP_NODATA);
+    *pf1 = f1 & wanted;
+    c->no_header_reply = (*pf1 & SMFIP_NR_HDR) != 0;
     *pf2 = 0;
     *pf3 = 0;
     return SMFIS_CONTINUE;

@@ -3,6 +3,7 @@ slapd as the directory. Each test uses its own client address (XCLIENT),
 so rate counters and bans of one test do not touch another."""
 import email
 import os
+import signal
 import smtplib
 import subprocess
 import threading
@@ -442,3 +443,42 @@ def test_directory_down_tempfails_local_recipients(env):
         st.slapd.start()
     res = send(st, '203.0.113.61', 'someone@good.example', ['mei@example.org'], subject='ldap-back')
     assert res.ok, res.describe()
+
+
+# --------------------------------------------------------- daemon life
+
+def test_daemon_detaches_writes_pidfile_and_stops_cleanly_on_sigterm(env):
+    _, milter = env
+    port = mkstack.free_port()
+    pidfile = milter.path('block.pid')
+    conf = milter.path('daemon.conf')
+    write(conf, milter.config_text().replace('socket = inet:%d@' % milter.port,
+                                             'socket = inet:%d@' % port)
+          .replace('log = stderr\n', 'log = stderr\n') + 'pidfile = %s\n' % pidfile)
+    r = subprocess.run([milter.daemon.argv[0], '-c', conf], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert mkstack.port_listening(port)          # ready when the start command returns
+    pid = int(open(pidfile).read())
+    os.kill(pid, 0)
+    # a second copy refuses to start: the pidfile is locked
+    r = subprocess.run([milter.daemon.argv[0], '-f', '-c', conf, '-p', 'inet:%d@127.0.0.1'
+                        % mkstack.free_port()], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 73 and 'another mailkeep-block is running' in r.stderr
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and os.path.exists('/proc/%d' % pid):
+        time.sleep(0.1)
+    assert not os.path.exists('/proc/%d' % pid)
+    assert not os.path.exists(pidfile)
+
+
+def test_foreground_sigterm_exits_zero_and_logs(env):
+    _, milter = env
+    port = mkstack.free_port()
+    d = mkstack.Daemon([milter.daemon.argv[0], '-f', '-c', milter.config, '-p',
+                        'inet:%d@127.0.0.1' % port], port=port, workdir=milter.dir,
+                       name='block-sigterm')
+    d.start()
+    assert d.stop(sig=signal.SIGTERM) == 0
+    assert 'stopping' in d.stderr()

@@ -230,6 +230,15 @@ static void test_dictionary(void)
                 == BLOCK_PASS);
     test_end();
 
+    test_begin("block: user+tag finds user; postmaster always exists");
+    test_assert(at_rcpt(&f, "203.0.113.7", "a@good.example", "carol+lists@example.com", 2000, &d)
+                == BLOCK_PASS);
+    test_assert(at_rcpt(&f, "203.0.113.7", "a@good.example", "nobody+x@example.com", 2000, &d)
+                == BLOCK_REJECT);
+    test_assert(at_rcpt(&f, "203.0.113.7", "a@good.example", "postmaster@example.org", 2000, &d)
+                == BLOCK_PASS);
+    test_end();
+
     test_begin("block: a dictionary attack bans the client (421), at every stage");
     for (int i = 0; i < 2; i++) {
         snprintf(rcpt, sizeof(rcpt), "guess%d@example.com", i);
@@ -298,6 +307,8 @@ static void test_personal(void)
     test_assert(at_rcpt(&f, "203.0.113.5", "spammer@bad.example", "carol@example.com", 5000, &d)
                 == BLOCK_PASS);
     test_assert(at_rcpt(&f, "203.0.113.5", "x@junk.example", "alice@example.com", 5000, &d)
+                == BLOCK_REJECT);
+    test_assert(at_rcpt(&f, "203.0.113.5", "x@junk.example", "alice+news@example.com", 5000, &d)
                 == BLOCK_REJECT);
     test_end();
 
