@@ -1,0 +1,170 @@
+#!/usr/bin/python3
+"""Postfix throughput with and without mailkeep-block, in one run.
+
+smtp-source sends N messages (default 10,000) over 20 parallel sessions
+to a throwaway Postfix on loopback, which relays them to smtp-sink. The
+same Postfix runs in turn bare, with null-milter (a libmilter filter that
+accepts everything: the cost of any milter) and with mailkeep-block, two
+rounds each, so drift affects all alike.
+
+mailkeep-block is made to work for every message: 127.0.0.1 is not a
+trusted network, the lists are large (5,000 client networks, 5,000
+sender entries, 10 patterns) and the rate limit and dictionary checks are
+on (with limits the load does not reach).
+
+Reported per mode: SMTP acceptance rate (smtp-source's wall time) and
+end-to-end rate (until the last message reached the sink), and the
+milter's peak resident memory.
+
+usage: bench/bench_block.py [MESSAGES]   (as root; MK_BUILDDIR = build tree)
+"""
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+import types
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, 'tests', 'harness'))
+import mkstack  # noqa: E402
+
+BUILDDIR = os.environ.get('MK_BUILDDIR', os.path.join(ROOT, 'build'))
+BLOCK = os.path.join(BUILDDIR, 'milters', 'block', 'mailkeep-block')
+NULL_MILTER = os.path.join(BUILDDIR, 'bench', 'null-milter')
+SESSIONS = int(os.environ.get('MK_BENCH_SESSIONS', '20'))
+SIZE = 2048
+
+
+def write_lists(d):
+    rnd = random.Random(42)
+    with open(os.path.join(d, 'bad-clients'), 'w') as f:
+        for _ in range(4000):
+            f.write('%d.%d.%d.0/24\n' % (rnd.randrange(11, 126), rnd.randrange(256), rnd.randrange(256)))
+        for _ in range(1000):
+            f.write('2001:db8:%x:%x::/64\n' % (rnd.randrange(65536), rnd.randrange(65536)))
+    with open(os.path.join(d, 'bad-senders'), 'w') as f:
+        for i in range(2500):
+            f.write('spammer%d@bad%d.example\n' % (i, i % 97))
+        for i in range(2500):
+            f.write('junk%d.example\n' % i)
+        for i in range(10):
+            f.write('/^offer%d[0-9]+@/\n' % i)
+    with open(os.path.join(d, 'domains'), 'w') as f:
+        f.write('example.com\nexample.org\n')
+
+
+def write_config(d, port):
+    path = os.path.join(d, 'mailkeep.conf')
+    with open(path, 'w') as f:
+        f.write('[global]\nlog = stderr\ntrusted_networks = 10.0.0.0/8\n'
+                'directory = files\ndirectory_domains_file = %s/domains\n'
+                '[block]\nsocket = inet:%d@127.0.0.1\n'
+                'bad_clients = %s/bad-clients\nbad_senders = %s/bad-senders\n'
+                'client_rate_limit = 100000000\nsender_rate_limit = 100000000\n'
+                'dictionary_limit = 10\n' % (d, port, d, d))
+    return path
+
+
+def sent_count(postfix):
+    return len(re.findall(r' status=sent ', postfix.log()))
+
+
+def run_once(postfix, messages):
+    before = sent_count(postfix)
+    t0 = time.monotonic()
+    subprocess.run(['smtp-source', '-m', str(messages), '-s', str(SESSIONS), '-l', str(SIZE),
+                    '-f', 'bench@sender.example', '-t', 'user@sink.example',
+                    '127.0.0.1:%d' % postfix.smtp_port], check=True)
+    t1 = time.monotonic()
+    deadline = t1 + 600
+    while sent_count(postfix) - before < messages:
+        if time.monotonic() > deadline:
+            raise RuntimeError('only %d of %d delivered' % (sent_count(postfix) - before, messages))
+        time.sleep(0.2)
+    t2 = time.monotonic()
+    return messages / (t1 - t0), messages / (t2 - t0)
+
+
+def cpu_seconds(pid):
+    with open('/proc/%d/stat' % pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def peak_rss_kib(pid):
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1])
+    return 0
+
+
+def main():
+    messages = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
+    work = mkstack.make_workdir('mk-bench-')
+    sink = milter = null = postfix = None
+    try:
+        sink_port = mkstack.free_port()
+        sink = mkstack.Daemon(['smtp-sink', '-u', 'postfix', '127.0.0.1:%d' % sink_port, '256'],
+                              port=sink_port, workdir=work, name='smtp-sink')
+        sink.start()
+        mdir = os.path.join(work, 'block')
+        os.makedirs(mdir)
+        write_lists(mdir)
+        mport = mkstack.free_port()
+        milter = mkstack.Daemon([BLOCK, '-f', '-c', write_config(mdir, mport)], port=mport,
+                                workdir=mdir, name='mailkeep-block')
+        milter.start()
+        nport = mkstack.free_port()
+        null = mkstack.Daemon([NULL_MILTER, 'inet:%d@127.0.0.1' % nport], port=nport,
+                              workdir=work, name='null-milter')
+        null.start()
+        postfix = mkstack.Postfix(work, dovecot=None,
+                                  sink=types.SimpleNamespace(host='127.0.0.1', port=sink_port),
+                                  extra_main={'default_process_limit': '200',
+                                              'smtpd_client_connection_count_limit': '0',
+                                              'smtp_destination_concurrency_limit': '40',
+                                              'queue_run_delay': '1s'})
+        postfix.start()
+        sockets = {'bare': '', 'null-milter': 'inet:127.0.0.1:%d' % nport,
+                   'mailkeep-block': 'inet:127.0.0.1:%d' % mport}
+        results = {mode: [] for mode in sockets}
+        # a short warm-up so that every mode starts with processes running
+        run_once(postfix, 200)
+        for mode in list(sockets) * 2:
+            postfix.set_params(smtpd_milters=sockets[mode])
+            accept, e2e = run_once(postfix, messages)
+            results[mode].append((accept, e2e))
+            print('%-15s accept %7.0f msg/s   end-to-end %7.0f msg/s' % (mode, accept, e2e),
+                  flush=True)
+        mean = {mode: [sum(r[i] for r in runs) / len(runs) for i in (0, 1)]
+                for mode, runs in results.items()}
+        bare, nul, filt = mean['bare'], mean['null-milter'], mean['mailkeep-block']
+        rss = peak_rss_kib(milter.pid)
+        cpu = cpu_seconds(milter.pid)
+        ncpu = cpu_seconds(null.pid)
+        refusals = len(re.findall(r'milter-reject', postfix.log()))
+        print()
+        print('| %d messages, %d sessions, %d bytes | bare Postfix | + null-milter | + mailkeep-block '
+              '| block / bare | block / null |' % (messages, SESSIONS, SIZE))
+        print('|---|---|---|---|---|---|')
+        for i, what in ((0, 'SMTP acceptance (msg/s)'), (1, 'end to end, to smtp-sink (msg/s)')):
+            print('| %s | %.0f | %.0f | %.0f | %.1f%% | %.1f%% |' % (
+                what, bare[i], nul[i], filt[i], 100 * filt[i] / bare[i], 100 * filt[i] / nul[i]))
+        per_k = 1000.0 / (2 * messages + 200)
+        print('| filter CPU per 1,000 messages (s) | | %.2f | %.2f | | |' % (ncpu * per_k, cpu * per_k))
+        print('| filter peak RSS (MiB) | | %.1f | %.1f | | |' % (peak_rss_kib(null.pid) / 1024, rss / 1024))
+        print('\nmilter refusals during the run (must be 0): %d' % refusals)
+        return 0 if refusals == 0 else 1
+    finally:
+        for comp in (postfix, milter, null, sink):
+            if comp is not None:
+                comp.stop()
+        mkstack._remove_workdir(work)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,234 @@
+#!/usr/bin/python3
+"""The Mailkeep sandbox: the whole system on loopback, for trying it out.
+
+    sandbox.py start    start everything in the background, print where it is
+    sandbox.py stop     stop everything
+    sandbox.py status   print where everything is, if running
+
+It runs the same real servers as the tests (tests/harness/mkstack.py):
+slapd with the demo directory, Dovecot (LMTP, IMAP, POP3, Sieve), Postfix
+with the Mailkeep milters, smtp-sink standing for the Internet, on fixed
+loopback ports, with its state in /var/tmp/mailkeep-sandbox. A small
+supervisor process keeps them running until `stop`.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, 'tests', 'harness'))
+import mkstack  # noqa: E402
+
+BUILDDIR = os.environ.get('MK_BUILDDIR', os.path.join(ROOT, 'build'))
+STATE = os.environ.get('MK_SANDBOX_DIR', '/var/tmp/mailkeep-sandbox')
+PIDFILE = os.path.join(STATE, 'supervisor.pid')
+INFO = os.path.join(STATE, 'sandbox.json')
+PORTS = {'smtp': 2525, 'imap': 1143, 'pop3': 1110, 'lmtp': 2424, 'dovecot_auth': 2426,
+         'ldap': 3389, 'sink': 2526, 'block': 10025}
+
+LISTS = {
+    'bad-clients': '# Client networks refused at connect (mailkeep-block(8), LIST FILES)\n'
+                   '192.0.2.0/24\n2001:db8:bad::/48\n',
+    'allow-clients': '# Clients never blocked\n192.0.2.77\n',
+    'bad-senders': '# Senders refused at MAIL FROM\n@spam.example\n/^offer[0-9]+@/\n',
+    'allow-senders': '# Senders never blocked\nfriend@spam.example\n',
+}
+
+
+def block_config(slapd):
+    d = os.path.join(STATE, 'block')
+    return f"""# mailkeep.conf for the sandbox: see mailkeep.conf(5)
+[global]
+log = stderr
+directory = ldap
+trusted_networks = 127.0.0.0/8 ::1/128
+reload_interval = 2s
+
+[ldap]
+uri = {slapd.uri}
+base = {slapd.base_dn}
+bind_dn = {slapd.service_dn}
+bind_password = {slapd.service_pw}
+cache_ttl = 10s
+negative_cache_ttl = 10s
+
+[block]
+socket = inet:{PORTS['block']}@127.0.0.1
+bad_clients = {d}/bad-clients
+allow_clients = {d}/allow-clients
+bad_senders = {d}/bad-senders
+allow_senders = {d}/allow-senders
+personal_list_dir = {d}/personal
+dictionary_limit = 5
+client_rate_limit = 100
+"""
+
+
+def serve():
+    """The supervisor: start everything, write the info file, wait for SIGTERM."""
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    st = mkstack.Stack(workdir=STATE, keep=True)
+    st.slapd.port = PORTS['ldap']
+    st.slapd.uri = 'ldap://127.0.0.1:%d' % PORTS['ldap']
+    dv = st.dovecot
+    dv.imap_port, dv.pop3_port, dv.lmtp_port, dv.auth_port = (
+        PORTS['imap'], PORTS['pop3'], PORTS['lmtp'], PORTS['dovecot_auth'])
+    dv.instance_name = 'mailkeep-sandbox'
+    st.sink.port = PORTS['sink']
+    block = None
+    try:
+        st.slapd.start()
+        bdir = os.path.join(STATE, 'block')
+        os.makedirs(os.path.join(bdir, 'personal'), exist_ok=True)
+        for name, text in LISTS.items():
+            path = os.path.join(bdir, name)
+            if not os.path.exists(path):
+                with open(path, 'w') as f:
+                    f.write(text)
+        conf = os.path.join(bdir, 'mailkeep.conf')
+        with open(conf, 'w') as f:
+            f.write(block_config(st.slapd))
+        block = mkstack.Daemon([os.path.join(BUILDDIR, 'milters', 'block', 'mailkeep-block'),
+                                '-f', '-c', conf], port=PORTS['block'], workdir=bdir,
+                               name='mailkeep-block')
+        block.start()
+        st.dovecot.start()
+        st.sink.start()
+        st.postfix = mkstack.Postfix(STATE, st.dovecot, st.sink, port=PORTS['smtp'],
+                                     smtpd_milters='inet:127.0.0.1:%d' % PORTS['block'])
+        st.postfix.start()
+        st.started = True
+        info = {
+            'pid': os.getpid(),
+            'state': STATE,
+            'ports': PORTS,
+            'smtp_port': st.smtp_port,
+            'postfix_config': st.postfix.config_dir,
+            'maillog': st.postfix.maillog,
+            'dovecot_config': st.dovecot.conf_path,
+            'dovecot_log': st.dovecot.log_path,
+            'ldap_uri': st.slapd.uri,
+            'ldap_admin': [st.slapd.admin_dn, st.slapd.admin_pw],
+            'block_config': conf,
+            'block_lists': bdir,
+            'block_log': block.stderr_path,
+            'block_pid': block.pid,
+            'sink_dump': st.sink.dump_dir,
+        }
+        with open(INFO + '.tmp', 'w') as f:
+            json.dump(info, f, indent=1)
+        os.replace(INFO + '.tmp', INFO)
+        while not stop:
+            if not block.running:          # keep the milter up, as systemd would
+                block.start()
+            time.sleep(1)
+    finally:
+        if block:
+            block.stop()
+        st.stop()
+        for p in (INFO, PIDFILE):
+            if os.path.exists(p):
+                os.unlink(p)
+
+
+def running_pid():
+    try:
+        pid = int(open(PIDFILE).read())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def show():
+    i = json.load(open(INFO))
+    p = i['ports']
+    print(f"""
+Mailkeep sandbox is up (state in {i['state']})
+
+  SMTP (Postfix + mailkeep-block)  127.0.0.1:{i['smtp_port']}
+  IMAP / POP3 (Dovecot)            127.0.0.1:{p['imap']} / 127.0.0.1:{p['pop3']}
+  LDAP (demo directory)            {i['ldap_uri']}  base dc=mailkeep,dc=test
+  mailkeep-block milter            inet:{p['block']}@127.0.0.1
+  the "Internet" (smtp-sink)       127.0.0.1:{p['sink']}, mail dumped in {i['sink_dump']}
+
+  Users: alice, bob, carol, dave, erin, frank, grace, admin @example.com;
+         wei, mei, jun, hsu @example.org. Every password is "mailkeep".
+
+Try it:
+  # a message that gets through, then read it over IMAP
+  swaks -s 127.0.0.1:{i['smtp_port']} --xclient-addr 203.0.113.5 -f friend@good.example -t alice@example.com
+  curl -s -u alice@example.com:mailkeep 'imap://127.0.0.1:{p['imap']}/INBOX;UID=1'
+  # a client on the block list (192.0.2.0/24), refused at connect
+  swaks -s 127.0.0.1:{i['smtp_port']} --xclient-addr 192.0.2.9 -f x@good.example -t alice@example.com
+  # a blocked sender domain, refused at MAIL FROM
+  swaks -s 127.0.0.1:{i['smtp_port']} --xclient-addr 203.0.113.5 -f x@spam.example -t alice@example.com
+  # alice's personal block list (LDAP mailkeepBlockedSender) refuses for her only
+  swaks -s 127.0.0.1:{i['smtp_port']} --xclient-addr 203.0.113.5 -f spammer@bad.example -t alice@example.com
+  # bob tags instead of refusing: the message lands in his Junk folder
+  swaks -s 127.0.0.1:{i['smtp_port']} --xclient-addr 203.0.113.5 -f deals@promo.example -t bob@example.com
+  curl -s -u bob@example.com:mailkeep 'imap://127.0.0.1:{p['imap']}/Junk;UID=1'
+
+  Edit a list (it reloads within seconds): {i['block_lists']}/bad-senders
+  Reload the configuration: kill -USR1 {i['block_pid']}   ({i['block_config']})
+  Logs: {i['block_log']}
+        {i['maillog']}
+  Stop: contrib/sandbox/mailkeep-sandbox down
+""")
+
+
+def main(argv):
+    cmd = argv[0] if argv else 'status'
+    if cmd == 'serve':
+        serve()
+        return 0
+    if cmd == 'start':
+        if running_pid():
+            show()
+            return 0
+        os.makedirs(STATE, exist_ok=True)
+        if os.path.exists(INFO):
+            os.unlink(INFO)
+        log = open(os.path.join(STATE, 'supervisor.log'), 'ab')
+        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), 'serve'],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env=dict(os.environ, MK_BUILDDIR=BUILDDIR))
+        with open(PIDFILE, 'w') as f:
+            f.write('%d\n' % proc.pid)
+        deadline = time.monotonic() + 120
+        while not os.path.exists(INFO):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                sys.stderr.write('the sandbox did not start; see %s/supervisor.log:\n' % STATE)
+                sys.stderr.write(open(os.path.join(STATE, 'supervisor.log')).read()[-3000:])
+                return 1
+            time.sleep(0.3)
+        show()
+        return 0
+    if cmd == 'stop':
+        pid = running_pid()
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(300):
+                if running_pid() is None:
+                    break
+                time.sleep(0.1)
+        print('Mailkeep sandbox stopped.')
+        return 0
+    if cmd == 'status':
+        if running_pid() and os.path.exists(INFO):
+            show()
+            return 0
+        print('Mailkeep sandbox is not running.')
+        return 3
+    sys.stderr.write(__doc__)
+    return 64
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
