@@ -9,7 +9,6 @@
  */
 #include "config.h"
 
-#include <errno.h>
 #include <ini.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -239,31 +238,10 @@ static char *mk_config_reader(char *buf, int size, void *stream)
 
 static char *mk_config_read_file(const char *path, char **errors)
 {
-    FILE *fp = fopen(path, "r");
-    char *text = NULL;
-    size_t len = 0, cap = 0, n;
+    size_t len;
+    char *text = mk_file_read(path, &len, NULL, errors);
 
-    if (fp == NULL) {
-        *errors = mk_xasprintf("%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    do {
-        if (cap - len < 4096) {
-            cap = cap ? cap * 2 : 8192;
-            text = mk_xrealloc(text, cap + 1);
-        }
-        n = fread(text + len, 1, cap - len, fp);
-        len += n;
-    } while (n > 0);
-    if (ferror(fp)) {
-        *errors = mk_xasprintf("%s: read error: %s", path, strerror(errno));
-        fclose(fp);
-        free(text);
-        return NULL;
-    }
-    fclose(fp);
-    text[len] = '\0';
-    if (strlen(text) != len) {
+    if (text && strlen(text) != len) {
         *errors = mk_xasprintf("%s: contains a NUL byte", path);
         free(text);
         return NULL;

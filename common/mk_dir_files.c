@@ -41,40 +41,13 @@ static void mk_dir_files_user_free(void *p)
     mk_dir_user_unref(p);
 }
 
-static char *mk_dir_files_slurp(const char *path, struct stat *st, char **error)
-{
-    FILE *fp = fopen(path, "r");
-    char *text;
-    size_t n;
-
-    if (fp == NULL) {
-        *error = mk_xasprintf("%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    if (fstat(fileno(fp), st) < 0 || !S_ISREG(st->st_mode)) {
-        *error = mk_xasprintf("%s: not a regular file", path);
-        fclose(fp);
-        return NULL;
-    }
-    text = mk_xmalloc((size_t) st->st_size + 1);
-    n = fread(text, 1, (size_t) st->st_size, fp);
-    fclose(fp);
-    text[n] = '\0';
-    return text;
-}
-
 static struct mk_hash *mk_dir_files_parse_domains(const char *path, char *text, char **error)
 {
     struct mk_hash *domains = mk_hash_create(NULL);
-    char *save = NULL;
+    char *cursor = text, *l, *entry;
     int line = 0;
 
-    for (char *l = text; l; l = save) {
-        char *nl = strchr(l, '\n'), *entry;
-
-        save = nl ? nl + 1 : NULL;
-        if (nl)
-            *nl = '\0';
+    while ((l = mk_str_next_line(&cursor)) != NULL) {
         line++;
         entry = mk_str_trim(l);
         if (*entry == '\0' || *entry == '#')
@@ -140,16 +113,11 @@ static struct mk_dir_user *mk_dir_files_parse_user(const char *path, int line, c
 static struct mk_hash *mk_dir_files_parse_users(const char *path, char *text, char **error)
 {
     struct mk_hash *users = mk_hash_create(mk_dir_files_user_free);
-    char *save = NULL;
+    char *cursor = text, *l, *entry;
+    struct mk_dir_user *user;
     int line = 0;
 
-    for (char *l = text; l; l = save) {
-        char *nl = strchr(l, '\n'), *entry;
-        struct mk_dir_user *user;
-
-        save = nl ? nl + 1 : NULL;
-        if (nl)
-            *nl = '\0';
+    while ((l = mk_str_next_line(&cursor)) != NULL) {
         line++;
         entry = mk_str_trim(l);
         if (*entry == '\0' || *entry == '#')
@@ -186,7 +154,7 @@ static int mk_dir_files_load(struct mk_dir_file *f, struct mk_hash **table,
 
     if (f->path == NULL)
         return 0;
-    if ((text = mk_dir_files_slurp(f->path, &st, error)) == NULL)
+    if ((text = mk_file_read(f->path, NULL, &st, error)) == NULL)
         return -1;
     fresh = parse(f->path, text, error);
     free(text);

@@ -6,13 +6,11 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 
 #include <ctype.h>
-#include <errno.h>
 #include <pcre2.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "mk_hash.h"
 #include "mk_list.h"
@@ -317,31 +315,13 @@ struct mk_list *mk_list_from_values(const char *source, char *const *values,
 struct mk_list *mk_list_load(const char *path, enum mk_list_kind kind, unsigned flags,
                              char **errors)
 {
-    FILE *fp = fopen(path, "r");
     struct mk_list *list;
-    struct stat st;
-    char *text;
     size_t len;
+    char *text;
 
     *errors = NULL;
-    if (fp == NULL) {
-        *errors = mk_xasprintf("%s: cannot open: %s", path, strerror(errno));
+    if ((text = mk_file_read(path, &len, NULL, errors)) == NULL)
         return NULL;
-    }
-    if (fstat(fileno(fp), &st) < 0 || !S_ISREG(st.st_mode)) {
-        *errors = mk_xasprintf("%s: not a regular file", path);
-        fclose(fp);
-        return NULL;
-    }
-    text = mk_xmalloc((size_t) st.st_size + 1);
-    len = fread(text, 1, (size_t) st.st_size, fp);
-    if (ferror(fp)) {
-        *errors = mk_xasprintf("%s: read error: %s", path, strerror(errno));
-        fclose(fp);
-        free(text);
-        return NULL;
-    }
-    fclose(fp);
     list = mk_list_parse(path, text, len, kind, flags, errors);
     free(text);
     return list;

@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "mk_util.h"
 
@@ -207,4 +209,66 @@ int mk_parse_bool(const char *s, bool *value)
         }
     }
     return -1;
+}
+
+char *mk_file_read(const char *path, size_t *len, struct stat *st, char **error)
+{
+    struct stat local;
+    size_t cap, used = 0;
+    char *text;
+    ssize_t n;
+    int fd;
+
+    if (st == NULL)
+        st = &local;
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        *error = mk_xasprintf("%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
+        *error = mk_xasprintf("%s: not a regular file", path);
+        close(fd);
+        return NULL;
+    }
+    /* The size is a hint: the file may grow or shrink while we read. */
+    cap = (size_t) st->st_size + 1;
+    text = mk_xmalloc(cap);
+    for (;;) {
+        if (used + 1 >= cap) {
+            cap *= 2;
+            text = mk_xrealloc(text, cap);
+        }
+        n = read(fd, text + used, cap - used - 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            *error = mk_xasprintf("%s: read error: %s", path, strerror(errno));
+            close(fd);
+            free(text);
+            return NULL;
+        }
+        if (n == 0)
+            break;
+        used += (size_t) n;
+    }
+    close(fd);
+    text[used] = '\0';
+    if (len)
+        *len = used;
+    return text;
+}
+
+char *mk_str_next_line(char **cursor)
+{
+    char *line = *cursor, *nl;
+
+    if (line == NULL || *line == '\0')
+        return NULL;
+    if ((nl = strchr(line, '\n')) != NULL) {
+        *nl = '\0';
+        *cursor = nl + 1;
+    } else {
+        *cursor = line + strlen(line);
+    }
+    return line;
 }

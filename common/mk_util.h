@@ -21,6 +21,8 @@
  *	int	mk_parse_size(const char *s, long long *bytes);
  *	int	mk_parse_bool(const char *s, bool *value);
  *	int	mk_parse_int(const char *s, long long *value);
+ *	char	*mk_file_read(const char *path, size_t *len, struct stat *st, char **error);
+ *	char	*mk_str_next_line(char **cursor);
  * DESCRIPTION
  *	The allocation wrappers never return NULL: running out of memory
  *	in a mail filter is not a condition any caller can recover from
@@ -31,13 +33,23 @@
  *
  *	The parsers return 0 on success and -1 on malformed input, leaving
  *	the output untouched. Durations take an optional unit s, m, h, d or
- *	w (seconds by default); sizes take k, M, G (powers of 1024).
+ *	w (seconds by default); sizes take k or K, M, G, T (powers of 1024).
+ *
+ *	mk_file_read() reads a whole regular file into an allocated,
+ *	NUL-terminated buffer, sets *len (which counts any NUL bytes inside)
+ *	and, when st is not NULL, the file's status as it was read. On
+ *	failure it returns NULL and an allocated "PATH: problem" in *error.
+ *
+ *	mk_str_next_line() returns the next line of the text at *cursor,
+ *	cutting it at its newline in place and moving the cursor past it;
+ *	NULL at the end.
  */
 #ifndef MK_UTIL_H
 #define MK_UTIL_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/stat.h>
 
 void *mk_xmalloc(size_t n);
 void *mk_xcalloc(size_t count, size_t n);
@@ -54,6 +66,8 @@ int mk_parse_duration(const char *s, long long *seconds);
 int mk_parse_size(const char *s, long long *bytes);
 int mk_parse_bool(const char *s, bool *value);
 int mk_parse_int(const char *s, long long *value);
+char *mk_file_read(const char *path, size_t *len, struct stat *st, char **error);
+char *mk_str_next_line(char **cursor);
 
 #define MK_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

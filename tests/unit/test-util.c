@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include "mk_hash.h"
 #include "mk_test.h"
@@ -138,8 +139,42 @@ static void test_hash(void)
     test_end();
 }
 
+static void test_files_and_lines(void)
+{
+    char *error = NULL, *text, *cursor, *line;
+    struct stat st;
+    size_t len = 0;
+
+    test_begin("file read: whole file, length with NUL bytes, status");
+    text = mk_file_read(test_tmpfile("one\ntwo"), &len, &st, &error);
+    test_assert(text != NULL && error == NULL);
+    test_assert_int(len, 7);
+    test_assert_int(st.st_size, 7);
+    test_end();
+
+    test_begin("lines: cut in place, last line without newline, then NULL");
+    cursor = text;
+    line = mk_str_next_line(&cursor);
+    test_assert_str(line, "one");
+    line = mk_str_next_line(&cursor);
+    test_assert_str(line, "two");
+    test_assert(mk_str_next_line(&cursor) == NULL);
+    free(text);
+    test_end();
+
+    test_begin("file read: missing file and directory are errors naming the path");
+    test_assert(mk_file_read("/nonexistent/x", &len, NULL, &error) == NULL);
+    test_assert(error && strstr(error, "/nonexistent/x: cannot open"));
+    free(error);
+    test_assert(mk_file_read("/", &len, NULL, &error) == NULL);
+    test_assert(error && strstr(error, "not a regular file"));
+    free(error);
+    test_end();
+}
+
 int main(void)
 {
+    test_files_and_lines();
     test_durations();
     test_sizes_bools_ints();
     test_split_trim();
