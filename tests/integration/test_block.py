@@ -3,6 +3,7 @@ slapd as the directory. Each test uses its own client address (XCLIENT),
 so rate counters and bans of one test do not touch another."""
 import email
 import os
+import pwd
 import signal
 import smtplib
 import subprocess
@@ -482,3 +483,44 @@ def test_foreground_sigterm_exits_zero_and_logs(env):
     d.start()
     assert d.stop(sig=signal.SIGTERM) == 0
     assert 'stopping' in d.stderr()
+
+
+def test_privileges_are_dropped_with_u(env):
+    st, milter = env
+    port = mkstack.free_port()
+    d = mkstack.Daemon([milter.daemon.argv[0], '-f', '-u', 'nobody', '-c', milter.config, '-p',
+                        'inet:%d@127.0.0.1' % port], port=port, workdir=milter.dir,
+                       name='block-nobody')
+    d.start()
+    try:
+        status = open('/proc/%d/status' % d.pid).read()
+        uids = [line.split()[1:] for line in status.splitlines() if line.startswith('Uid:')][0]
+        nobody = str(pwd.getpwnam('nobody').pw_uid)
+        assert uids == [nobody] * 4, uids          # real, effective, saved, filesystem
+        # and it still decides: a bad sender is refused through it
+        st.postfix.set_params(smtpd_milters='inet:127.0.0.1:%d' % port)
+        res = send(st, '203.0.113.70', 'x@spam.example', ['alice@example.com'])
+        assert res.mail[0] == 550, res.describe()
+    finally:
+        st.postfix.set_params(smtpd_milters=milter.socket)
+        d.stop()
+
+
+def test_ldap_that_does_not_answer_times_out_as_tempfail(env):
+    _, milter = env
+    import socket
+    hole = socket.socket()
+    hole.bind(('127.0.0.1', 0))
+    hole.listen(5)                  # accepts connections, never answers
+    try:
+        conf = milter.path('blackhole.conf')
+        write(conf, milter.config_text().replace(
+            milter.slapd.uri, 'ldap://127.0.0.1:%d' % hole.getsockname()[1])
+            .replace('timeout = 3s', 'timeout = 2s'))
+        # a hang would end in subprocess.TimeoutExpired, a failure
+        r = subprocess.run([MAILKEEP, '-c', conf, 'directory', 'user', 'alice@example.com'],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 75, (r.returncode, r.stdout, r.stderr)
+        assert 'cannot answer' in r.stderr
+    finally:
+        hole.close()
