@@ -28,6 +28,7 @@ manual poking.
 
 import atexit
 import base64
+import contextlib
 import email.utils
 import imaplib
 import os
@@ -327,6 +328,26 @@ def _wait_reaped(pids, timeout):
     return False
 
 
+def _spawn(argv, log_path, header=None, env=None, cwd=None):
+    """Start argv in its own session (so signals to our process group do not
+    reach it), stdin from /dev/null and stdout+stderr appended to log_path
+    (after the optional header line, bytes).  Returns (popen, starttime);
+    the start time lets _terminate_tree tell it from a later pid reuse."""
+    log = open(log_path, 'ab')
+    try:
+        if header is not None:
+            log.write(header)
+            log.flush()
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, env=env, cwd=cwd,
+            start_new_session=True)
+    finally:
+        log.close()
+    st = _proc_stat(proc.pid)
+    return proc, (st[1] if st else None)
+
+
 _LIVE = []
 _LIVE_LOCK = threading.Lock()
 
@@ -341,6 +362,17 @@ def _unregister(obj):
     with _LIVE_LOCK:
         if obj in _LIVE:
             _LIVE.remove(obj)
+
+
+@contextlib.contextmanager
+def _stop_on_error(obj):
+    """Run the body (a start); if it raises, obj.stop() (idempotent, copes
+    with a half-started object) and re-raise."""
+    try:
+        yield
+    except Exception:
+        obj.stop()
+        raise
 
 
 _ATEXIT_DIRS = []
@@ -378,8 +410,33 @@ def _install_sigterm_handler():
         pass
 
 
-class _Component:
-    """Common bits: own subdirectory of a work dir, registry, idempotence."""
+class _Process:
+    """A foreground child process we own (self.proc, self._starttime)."""
+
+    def _spawn(self, argv, log_path, **kw):
+        self.proc, self._starttime = _spawn(argv, log_path, **kw)
+
+    def _proc_alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def _terminate(self, sig=signal.SIGTERM, timeout=10):
+        """Stop the process tree (if any); returns the Popen it stopped."""
+        proc = self.proc
+        if proc is not None:
+            _terminate_tree(proc.pid, self._starttime, sig=sig,
+                            timeout=timeout, popen=proc)
+            self.proc = None
+        return proc
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+
+class _Component(_Process):
+    """Common bits: own subdirectory of a work dir, registry, idempotence.
+
+    Subclasses implement _start(); start() cleans up if it fails."""
 
     name = 'component'
 
@@ -388,15 +445,40 @@ class _Component:
         self.workdir = workdir if workdir is not None else make_workdir()
         self.dir = os.path.join(self.workdir, subdir)
         self.started = False
+        self.proc = None
+        self._starttime = None
 
     def __enter__(self):
         if not self.started:
             self.start()
         return self
 
-    def __exit__(self, *exc):
-        self.stop()
-        return False
+    def start(self):
+        if self.started:
+            return self
+        self._prepare()
+        with _stop_on_error(self):
+            self._start()
+        return self
+
+    def _launch(self, argv, log_path):
+        """Spawn the server in the foreground; from now on stop() has
+        something to stop."""
+        self._spawn(argv, log_path)
+        self.started = True
+
+    def _wait_ready(self, ports, logs, alive=None):
+        """Wait for each port to listen; raise with the logs' tails if one
+        does not (or the server died)."""
+        alive = alive or self._proc_alive
+        for port in ports:
+            if not wait_port(port, alive=alive):
+                raise RuntimeError('%s did not start:\n%s' % (
+                    self.name, '\n'.join(_tail(p) for p in logs)))
+
+    def stop(self):
+        self._terminate()
+        self._stopped()
 
     def _prepare(self):
         _register(self)
@@ -474,8 +556,6 @@ class Slapd(_Component):
         self.log_path = os.path.join(self.dir, 'slapd.log')
         self.demo_ldif = demo_ldif or os.path.join(LDAP_CONTRIB, 'demo.ldif')
         self.schema = schema or os.path.join(LDAP_CONTRIB, 'mailkeep.schema')
-        self.proc = None
-        self._starttime = None
 
     def _conf(self):
         inc = ''.join('include /etc/ldap/schema/%s.schema\n' % s
@@ -512,41 +592,18 @@ access to *
     by * none
 """
 
-    def start(self):
-        if self.started:
-            return self
-        self._prepare()
-        try:
-            os.makedirs(self.data_dir, exist_ok=True)
-            _write(self.conf_path, self._conf(), 0o640)
-            os.chown(self.conf_path, 0, _gid('openldap'))
-            if not os.path.exists(os.path.join(self.data_dir, 'data.mdb')):
-                # first start; a restart keeps the data (and any modify())
-                _run(['slapadd', '-q', '-f', self.conf_path, '-l', self.demo_ldif])
-            _chown_r(self.dir, 'openldap', 'openldap')
-            log = open(self.log_path, 'ab')
-            # -d keeps slapd in the foreground, so we own its pid.
-            self.proc = subprocess.Popen(
-                ['slapd', '-d', 'stats', '-u', 'openldap', '-g', 'openldap',
-                 '-f', self.conf_path, '-h', self.uri + '/'],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
-            log.close()
-            st = _proc_stat(self.proc.pid)
-            self._starttime = st[1] if st else None
-            self.started = True
-            if not wait_port(self.port, alive=lambda: self.proc.poll() is None):
-                raise RuntimeError('slapd did not start:\n' + _tail(self.log_path))
-        except Exception:
-            self.stop()
-            raise
-        return self
-
-    def stop(self):
-        if self.proc is not None:
-            _terminate_tree(self.proc.pid, self._starttime, popen=self.proc)
-            self.proc = None
-        self._stopped()
+    def _start(self):
+        os.makedirs(self.data_dir, exist_ok=True)
+        _write(self.conf_path, self._conf(), 0o640)
+        os.chown(self.conf_path, 0, _gid('openldap'))
+        if not os.path.exists(os.path.join(self.data_dir, 'data.mdb')):
+            # first start; a restart keeps the data (and any modify())
+            _run(['slapadd', '-q', '-f', self.conf_path, '-l', self.demo_ldif])
+        _chown_r(self.dir, 'openldap', 'openldap')
+        # -d keeps slapd in the foreground, so we own its pid.
+        self._launch(['slapd', '-d', 'stats', '-u', 'openldap', '-g', 'openldap',
+                      '-f', self.conf_path, '-h', self.uri + '/'], self.log_path)
+        self._wait_ready([self.port], [self.log_path])
 
     # ---- client helpers (ldap-utils)
 
@@ -580,24 +637,9 @@ access to *
 # --------------------------------------------------------------------------
 # Dovecot
 
-_SIEVE_BEFORE = r'''# mkstack: file mail whose X-Mailkeep-Blocked header names the envelope
-# recipient into "Junk" (per-recipient "tag" mode of the block list).
-# The header holds one or more addresses separated by commas and/or blanks.
-require ["variables", "envelope", "fileinto", "mailbox"];
-
-if envelope :all :matches "to" "*" {
-    set :lower :quotewildcard "rcpt" "${1}";
-}
-if allof (not string :is "${rcpt}" "",
-          header :matches "X-Mailkeep-Blocked"
-              ["${rcpt}", "${rcpt},*", "${rcpt} *", "${rcpt}	*",
-               "*,${rcpt}", "* ${rcpt}", "*	${rcpt}",
-               "*,${rcpt},*", "*,${rcpt} *", "* ${rcpt},*", "* ${rcpt} *",
-               "*<${rcpt}>*"]) {
-    fileinto :create "Junk";
-    stop;
-}
-'''
+# The Sieve rule Mailkeep ships, so the tests exercise exactly what sites install.
+_SIEVE_BEFORE = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..',
+                             'contrib', 'dovecot', 'mailkeep-junk.sieve')
 
 
 class Dovecot(_Component):
@@ -627,8 +669,6 @@ class Dovecot(_Component):
         self.mail_user = mail_user
         self.mail_uid = _uid(mail_user)
         self.mail_gid = pwd.getpwnam(mail_user).pw_gid
-        self.proc = None
-        self._starttime = None
 
     def _ldap_conf(self, kind):
         s = self.slapd
@@ -752,51 +792,26 @@ plugin {{
 }}
 """
 
-    def start(self):
-        if self.started:
-            return self
-        self._prepare()
-        try:
-            for d in (self.dir, self.base_dir, self.state_dir, self.sieve_dir):
-                os.makedirs(d, exist_ok=True)
-                os.chmod(d, 0o755)
-            os.makedirs(self.mail_root, exist_ok=True)
-            os.chown(self.mail_root, self.mail_uid, self.mail_gid)
-            os.chmod(self.mail_root, 0o770)
-            _write(os.path.join(self.dir, 'ldap-passdb.conf.ext'),
-                   self._ldap_conf('passdb'), 0o600)
-            _write(os.path.join(self.dir, 'ldap-userdb.conf.ext'),
-                   self._ldap_conf('userdb'), 0o600)
-            _write(self.conf_path, self._conf(), 0o644)
-            _write(self.sieve_before, _SIEVE_BEFORE, 0o644)
-            # Pre-compile so the LMTP process (running as the mail user)
-            # never needs to write next to the script.
-            _run(['sievec', '-c', self.conf_path, self.sieve_before])
-            err = open(self.stderr_path, 'ab')
-            self.proc = subprocess.Popen(
-                ['dovecot', '-F', '-c', self.conf_path],
-                stdout=err, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
-            err.close()
-            st = _proc_stat(self.proc.pid)
-            self._starttime = st[1] if st else None
-            self.started = True
-            alive = lambda: self.proc.poll() is None  # noqa: E731
-            for port in (self.imap_port, self.pop3_port, self.lmtp_port,
-                         self.auth_port):
-                if not wait_port(port, alive=alive):
-                    raise RuntimeError('dovecot did not start:\n%s\n%s' % (
-                        _tail(self.stderr_path), _tail(self.log_path)))
-        except Exception:
-            self.stop()
-            raise
-        return self
-
-    def stop(self):
-        if self.proc is not None:
-            _terminate_tree(self.proc.pid, self._starttime, popen=self.proc)
-            self.proc = None
-        self._stopped()
+    def _start(self):
+        for d in (self.dir, self.base_dir, self.state_dir, self.sieve_dir):
+            os.makedirs(d, exist_ok=True)
+            os.chmod(d, 0o755)
+        os.makedirs(self.mail_root, exist_ok=True)
+        os.chown(self.mail_root, self.mail_uid, self.mail_gid)
+        os.chmod(self.mail_root, 0o770)
+        _write(os.path.join(self.dir, 'ldap-passdb.conf.ext'),
+               self._ldap_conf('passdb'), 0o600)
+        _write(os.path.join(self.dir, 'ldap-userdb.conf.ext'),
+               self._ldap_conf('userdb'), 0o600)
+        _write(self.conf_path, self._conf(), 0o644)
+        shutil.copyfile(_SIEVE_BEFORE, self.sieve_before)
+        os.chmod(self.sieve_before, 0o644)
+        # Pre-compile so the LMTP process (running as the mail user)
+        # never needs to write next to the script.
+        _run(['sievec', '-c', self.conf_path, self.sieve_before])
+        self._launch(['dovecot', '-F', '-c', self.conf_path], self.stderr_path)
+        self._wait_ready((self.imap_port, self.pop3_port, self.lmtp_port,
+                          self.auth_port), [self.stderr_path, self.log_path])
 
     def doveadm(self, *args, check=False, timeout=60):
         """Run 'doveadm -c <our config> ARGS'; returns CompletedProcess (text)."""
@@ -833,40 +848,15 @@ class SmtpSink(_Component):
         self.host = LOOPBACK
         self.dump_dir = os.path.join(self.dir, 'dump')
         self.stderr_path = os.path.join(self.dir, 'smtp-sink.log')
-        self.proc = None
-        self._starttime = None
 
-    def start(self):
-        if self.started:
-            return self
-        self._prepare()
-        try:
-            os.makedirs(self.dump_dir, exist_ok=True)
-            _chown_r(self.dir, 'postfix', 'postfix')
-            err = open(self.stderr_path, 'ab')
-            self.proc = subprocess.Popen(
-                ['smtp-sink', '-u', 'postfix', '-h', 'sink.example',
-                 '-d', os.path.join(self.dump_dir, '%Y%m%d%H%M%S.'),
-                 '%s:%d' % (self.host, self.port), '32'],
-                stdout=err, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
-            err.close()
-            st = _proc_stat(self.proc.pid)
-            self._starttime = st[1] if st else None
-            self.started = True
-            if not wait_port(self.port, alive=lambda: self.proc.poll() is None):
-                raise RuntimeError('smtp-sink did not start:\n' +
-                                   _tail(self.stderr_path))
-        except Exception:
-            self.stop()
-            raise
-        return self
-
-    def stop(self):
-        if self.proc is not None:
-            _terminate_tree(self.proc.pid, self._starttime, popen=self.proc)
-            self.proc = None
-        self._stopped()
+    def _start(self):
+        os.makedirs(self.dump_dir, exist_ok=True)
+        _chown_r(self.dir, 'postfix', 'postfix')
+        self._launch(['smtp-sink', '-u', 'postfix', '-h', 'sink.example',
+                      '-d', os.path.join(self.dump_dir, '%Y%m%d%H%M%S.'),
+                      '%s:%d' % (self.host, self.port), '32'],
+                     self.stderr_path)
+        self._wait_ready([self.port], [self.stderr_path])
 
     def _files(self):
         try:
@@ -954,7 +944,6 @@ class Postfix(_Component):
         self.maillog = os.path.join(self.dir, 'maillog')
         self.syslog_name = 'mk-postfix-%d' % self.smtp_port
         self.master_pid = None
-        self._starttime = None
 
     def main_params(self):
         """The main.cf parameters as an ordered dict (before extra_main)."""
@@ -1055,32 +1044,26 @@ class Postfix(_Component):
         return _run(['postfix', '-c', self.config_dir] + list(args),
                     check=check, timeout=timeout)
 
-    def start(self):
-        if self.started:
-            return self
-        self._prepare()
-        try:
-            os.makedirs(self.config_dir, exist_ok=True)
-            os.makedirs(self.queue_dir, exist_ok=True)
-            os.chmod(self.queue_dir, 0o755)
-            os.makedirs(self.data_dir, exist_ok=True)
-            os.chown(self.data_dir, _uid('postfix'), _gid('postfix'))
-            os.chmod(self.data_dir, 0o700)
-            main = ''.join('%s = %s\n' % kv for kv in self.main_params().items())
-            _write(os.path.join(self.config_dir, 'main.cf'),
-                   '# generated by mkstack\n' + main)
-            _write(os.path.join(self.config_dir, 'master.cf'),
-                   _MASTER_CF.format(listen='%s:%d' % (self.host, self.smtp_port)))
-            self._age_config()
-            self.started = True
-            self._postfix('start')
-            self._read_master_pid()
-            if not wait_port(self.smtp_port, alive=self._master_alive):
-                raise RuntimeError('postfix did not start:\n' + _tail(self.maillog))
-        except Exception:
-            self.stop()
-            raise
-        return self
+    def _start(self):
+        os.makedirs(self.config_dir, exist_ok=True)
+        os.makedirs(self.queue_dir, exist_ok=True)
+        os.chmod(self.queue_dir, 0o755)
+        os.makedirs(self.data_dir, exist_ok=True)
+        os.chown(self.data_dir, _uid('postfix'), _gid('postfix'))
+        os.chmod(self.data_dir, 0o700)
+        main = ''.join('%s = %s\n' % kv for kv in self.main_params().items())
+        _write(os.path.join(self.config_dir, 'main.cf'),
+               '# generated by mkstack\n' + main)
+        _write(os.path.join(self.config_dir, 'master.cf'),
+               _MASTER_CF.format(listen='%s:%d' % (self.host, self.smtp_port)))
+        self._age_config()
+        # Before 'postfix start': should a later step fail, stop() then
+        # looks for the (daemonized) master to kill.
+        self.started = True
+        self._postfix('start')
+        self._read_master_pid()
+        self._wait_ready([self.smtp_port], [self.maillog],
+                         alive=self._master_alive)
 
     def _read_master_pid(self, timeout=10):
         path = os.path.join(self.queue_dir, 'pid', 'master.pid')
@@ -1115,7 +1098,7 @@ class Postfix(_Component):
                 self.master_pid, self._starttime,
                 graceful=lambda: self._postfix('stop', check=False, timeout=20))
             self.master_pid = None
-        self._stopped()
+        super().stop()
 
     def reload(self):
         """postfix reload (re-reads main.cf/master.cf; new smtpd processes
@@ -1218,7 +1201,7 @@ class Postfix(_Component):
 # our own binaries
 
 
-class Daemon:
+class Daemon(_Process):
     """Start one of our own binaries in the foreground and supervise it.
 
     argv     -- list; the program must not daemonize.
@@ -1262,17 +1245,13 @@ class Daemon:
             self.start()
         return self
 
-    def __exit__(self, *exc):
-        self.stop()
-        return False
-
     @property
     def pid(self):
         return self.proc.pid if self.proc is not None else None
 
     @property
     def running(self):
-        return self.proc is not None and self.proc.poll() is None
+        return self._proc_alive()
 
     @property
     def returncode(self):
@@ -1283,21 +1262,11 @@ class Daemon:
             return self
         _register(self)
         _install_sigterm_handler()
-        err = open(self.stderr_path, 'ab')
-        err.write(('--- start #%d: %s\n' % (self.starts + 1,
-                                            ' '.join(self.argv))).encode())
-        err.flush()
-        try:
-            self.proc = subprocess.Popen(
-                self.argv, stdout=err, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd,
-                start_new_session=True)
-        finally:
-            err.close()
+        header = '--- start #%d: %s\n' % (self.starts + 1, ' '.join(self.argv))
+        self._spawn(self.argv, self.stderr_path, header=header.encode(),
+                    env=self.env, cwd=self.cwd)
         self.starts += 1
-        st = _proc_stat(self.proc.pid)
-        self._starttime = st[1] if st else None
-        alive = lambda: self.proc.poll() is None  # noqa: E731
+        alive = self._proc_alive
         ok = True
         if self.port is not None:
             ok = wait_port(self.port, self.host, self.start_timeout, alive,
@@ -1324,12 +1293,9 @@ class Daemon:
         """Send sig, wait up to timeout, then SIGKILL.  Idempotent.
         Returns the exit status (or None if never started)."""
         rc = None
-        if self.proc is not None:
-            _terminate_tree(self.proc.pid, self._starttime, sig=sig,
-                            timeout=timeout, popen=self.proc)
-            rc = self.proc.poll()
-            self.last_returncode = rc
-            self.proc = None
+        proc = self._terminate(sig, timeout)
+        if proc is not None:
+            rc = self.last_returncode = proc.poll()
         _unregister(self)
         return rc
 
@@ -1746,7 +1712,7 @@ class Stack:
             return self
         _register(self)
         _install_sigterm_handler()
-        try:
+        with _stop_on_error(self):
             self.slapd.start()
             self.dovecot.start()
             if self.sink is not None:
@@ -1755,9 +1721,6 @@ class Stack:
                                    smtpd_milters, non_smtpd_milters, extra_main)
             self.postfix.start()
             self.started = True
-        except Exception:
-            self.stop()
-            raise
         return self
 
     def stop(self):
