@@ -9,6 +9,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <ini.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -32,10 +33,21 @@ struct mk_config_value {
     int line;
 };
 
+/* One [family name] section, e.g. [detector employee_id]. */
+struct mk_config_instance {
+    char *section;                      /* "detector employee_id" */
+    char *family;                       /* "detector" */
+    char *name;                         /* "employee_id" */
+    int line;
+    struct mk_config_value *values;     /* parallel to mk_config_schema */
+};
+
 struct mk_config {
     atomic_int refs;
     char *path;
     struct mk_config_value *values;     /* parallel to mk_config_schema */
+    struct mk_config_instance *instances;
+    size_t ninstances;
 };
 
 struct mk_config_parse {
@@ -73,10 +85,26 @@ static void mk_config_error(struct mk_config_parse *p, int line, const char *fmt
     p->errors = joined;
 }
 
+/*
+ * A section is either fixed ("block") or one of a family ("detector
+ * employee_id"), which the schema spells "detector *". Returns the
+ * schema's spelling of the section's kind, or NULL.
+ */
+static bool mk_config_schema_section_is(const char *schema_section, const char *section)
+{
+    const char *space = strchr(section, ' ');
+    size_t n;
+
+    if (space == NULL)
+        return strcasecmp(schema_section, section) == 0;
+    n = (size_t) (space - section);
+    return strncasecmp(schema_section, section, n) == 0 && strcmp(schema_section + n, " *") == 0;
+}
+
 static int mk_config_find(const char *section, const char *key)
 {
     for (unsigned i = 0; i < mk_config_schema_size; i++)
-        if (strcasecmp(mk_config_schema[i].section, section) == 0
+        if (mk_config_schema_section_is(mk_config_schema[i].section, section)
             && strcasecmp(mk_config_schema[i].name, key) == 0)
             return (int) i;
     return -1;
@@ -85,9 +113,56 @@ static int mk_config_find(const char *section, const char *key)
 static bool mk_config_section_known(const char *section)
 {
     for (unsigned i = 0; i < mk_config_schema_size; i++)
-        if (strcasecmp(mk_config_schema[i].section, section) == 0)
+        if (mk_config_schema_section_is(mk_config_schema[i].section, section))
             return true;
     return false;
+}
+
+static bool mk_config_instance_name_ok(const char *name)
+{
+    if (*name == '\0')
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!(isalnum((unsigned char) *p) || *p == '_' || *p == '-' || *p == '.'))
+            return false;
+    return true;
+}
+
+static struct mk_config_instance *mk_config_instance_find(const struct mk_config *cfg,
+                                                          const char *section)
+{
+    for (size_t i = 0; i < cfg->ninstances; i++)
+        if (strcasecmp(cfg->instances[i].section, section) == 0)
+            return &cfg->instances[i];
+    return NULL;
+}
+
+static struct mk_config_instance *mk_config_instance_add(struct mk_config *cfg,
+                                                         const char *section, int line)
+{
+    struct mk_config_instance *in;
+    const char *space = strchr(section, ' ');
+
+    cfg->instances = mk_xrealloc(cfg->instances, (cfg->ninstances + 1) * sizeof(*cfg->instances));
+    in = &cfg->instances[cfg->ninstances++];
+    in->section = mk_xstrdup(section);
+    in->family = mk_xstrndup(section, (size_t) (space - section));
+    in->name = mk_xstrdup(space + 1);
+    in->line = line;
+    in->values = mk_xcalloc(mk_config_schema_size, sizeof(*in->values));
+    return in;
+}
+
+/* Where the value of (section, schema index) lives; NULL for an instance not in the file. */
+static struct mk_config_value *mk_config_slot(const struct mk_config *cfg, const char *section,
+                                              unsigned idx)
+{
+    struct mk_config_instance *in;
+
+    if (strchr(section, ' ') == NULL)
+        return &cfg->values[idx];
+    in = mk_config_instance_find(cfg, section);
+    return in ? &in->values[idx] : NULL;
 }
 
 static bool mk_config_enum_ok(const char *choices, const char *value)
@@ -118,6 +193,7 @@ static char *mk_config_check(const struct mk_config_key *k, const char *value,
     switch (k->type) {
     case MK_CFG_STRING:
     case MK_CFG_LIST:
+    case MK_CFG_PHRASES:
         return NULL;
     case MK_CFG_PATH:
         if (*value != '\0' && *value != '/')
@@ -175,12 +251,23 @@ static int mk_config_handler(void *user, const char *section, const char *name,
         p->last_bad_section = section;
         return 1;
     }
+    if (strchr(section, ' ') != NULL) {
+        if (!mk_config_instance_name_ok(strchr(section, ' ') + 1)) {
+            if (p->last_bad_section == NULL || strcmp(p->last_bad_section, section) != 0)
+                mk_config_error(p, p->line, "[%s]: a name is letters, digits, '_', '-' and '.'",
+                                section);
+            p->last_bad_section = section;
+            return 1;
+        }
+        if (mk_config_instance_find(p->cfg, section) == NULL)
+            mk_config_instance_add(p->cfg, section, p->line);
+    }
     idx = mk_config_find(section, name);
     if (idx < 0) {
         mk_config_error(p, p->line, "[%s] unknown key '%s'", section, name);
         return 1;
     }
-    v = &p->cfg->values[idx];
+    v = mk_config_slot(p->cfg, section, (unsigned) idx);
     if (p->line_continues && idx == p->last_key && v->raw != NULL) {
         joined = mk_xasprintf("%s %s", v->raw, value);
         free(v->raw);
@@ -249,6 +336,19 @@ static char *mk_config_read_file(const char *path, char **errors)
     return text;
 }
 
+static void mk_config_default(struct mk_config_value *v, unsigned i)
+{
+    char *problem;
+
+    if (mk_config_schema[i].def == NULL)        /* required: a parse error was reported */
+        return;
+    problem = mk_config_check(&mk_config_schema[i], mk_config_schema[i].def, v);
+
+    if (problem)
+        mk_log_fatal("schema default of [%s] %s: %s", mk_config_schema[i].section,
+                     mk_config_schema[i].name, problem);
+}
+
 struct mk_config *mk_config_load(const char *path, char **errors)
 {
     struct mk_config_parse p;
@@ -274,6 +374,13 @@ struct mk_config *mk_config_load(const char *path, char **errors)
     else if (rc < 0)
         mk_config_error(&p, 0, "cannot parse");
     free(text);
+    for (size_t n = 0; n < cfg->ninstances; n++)
+        for (unsigned i = 0; i < mk_config_schema_size; i++)
+            if (mk_config_schema[i].def == NULL && cfg->instances[n].values[i].raw == NULL
+                && mk_config_schema_section_is(mk_config_schema[i].section,
+                                               cfg->instances[n].section))
+                mk_config_error(&p, cfg->instances[n].line, "[%s] %s is required",
+                                cfg->instances[n].section, mk_config_schema[i].name);
     if (p.nerrors > MK_CONFIG_MAX_ERRORS) {
         char *more = mk_xasprintf("%s\n%s: %zu more errors not shown", p.errors, path,
                                   p.nerrors - MK_CONFIG_MAX_ERRORS);
@@ -286,14 +393,16 @@ struct mk_config *mk_config_load(const char *path, char **errors)
         return NULL;
     }
     /* Fill in defaults, converted the same way as configured values. */
-    for (unsigned i = 0; i < mk_config_schema_size; i++) {
-        if (cfg->values[i].raw == NULL) {
-            char *problem = mk_config_check(&mk_config_schema[i], mk_config_schema[i].def,
-                                            &cfg->values[i]);
-            if (problem)
-                mk_log_fatal("schema default of [%s] %s: %s", mk_config_schema[i].section,
-                             mk_config_schema[i].name, problem);
-        }
+    for (unsigned i = 0; i < mk_config_schema_size; i++)
+        if (strchr(mk_config_schema[i].section, ' ') == NULL && cfg->values[i].raw == NULL)
+            mk_config_default(&cfg->values[i], i);
+    for (size_t n = 0; n < cfg->ninstances; n++) {
+        struct mk_config_instance *in = &cfg->instances[n];
+
+        for (unsigned i = 0; i < mk_config_schema_size; i++)
+            if (mk_config_schema_section_is(mk_config_schema[i].section, in->section)
+                && in->values[i].raw == NULL)
+                mk_config_default(&in->values[i], i);
     }
     return cfg;
 }
@@ -311,6 +420,15 @@ void mk_config_unref(struct mk_config *cfg)
     for (unsigned i = 0; i < mk_config_schema_size; i++)
         free(cfg->values[i].raw);
     free(cfg->values);
+    for (size_t n = 0; n < cfg->ninstances; n++) {
+        for (unsigned i = 0; i < mk_config_schema_size; i++)
+            free(cfg->instances[n].values[i].raw);
+        free(cfg->instances[n].values);
+        free(cfg->instances[n].section);
+        free(cfg->instances[n].family);
+        free(cfg->instances[n].name);
+    }
+    free(cfg->instances);
     free(cfg->path);
     free(cfg);
 }
@@ -332,28 +450,52 @@ static unsigned mk_config_index(const char *section, const char *key)
 const char *mk_config_str(const struct mk_config *cfg, const char *section, const char *key)
 {
     unsigned i = mk_config_index(section, key);
+    const struct mk_config_value *v = mk_config_slot(cfg, section, i);
 
-    return cfg->values[i].raw ? cfg->values[i].raw : mk_config_schema[i].def;
+    if (v && v->raw)
+        return v->raw;
+    return mk_config_schema[i].def ? mk_config_schema[i].def : "";
 }
 
 long long mk_config_num(const struct mk_config *cfg, const char *section, const char *key)
 {
-    return cfg->values[mk_config_index(section, key)].num;
+    const struct mk_config_value *v = mk_config_slot(cfg, section, mk_config_index(section, key));
+
+    return v ? v->num : 0;
 }
 
 bool mk_config_bool(const struct mk_config *cfg, const char *section, const char *key)
 {
-    return cfg->values[mk_config_index(section, key)].flag;
+    const struct mk_config_value *v = mk_config_slot(cfg, section, mk_config_index(section, key));
+
+    return v ? v->flag : false;
 }
 
 char **mk_config_list(const struct mk_config *cfg, const char *section, const char *key)
 {
-    return mk_str_split(mk_config_str(cfg, section, key), " \t,", NULL);
+    unsigned i = mk_config_index(section, key);
+
+    /* Phrases ("card number") are separated by commas only. */
+    return mk_str_split(mk_config_str(cfg, section, key),
+                        mk_config_schema[i].type == MK_CFG_PHRASES ? "," : " \t,", NULL);
 }
 
 int mk_config_line(const struct mk_config *cfg, const char *section, const char *key)
 {
-    return cfg->values[mk_config_index(section, key)].line;
+    const struct mk_config_value *v = mk_config_slot(cfg, section, mk_config_index(section, key));
+
+    return v ? v->line : 0;
+}
+
+char **mk_config_sections(const struct mk_config *cfg, const char *family)
+{
+    char **names = mk_xcalloc(cfg->ninstances + 1, sizeof(char *));
+    size_t n = 0;
+
+    for (size_t i = 0; i < cfg->ninstances; i++)
+        if (strcasecmp(cfg->instances[i].family, family) == 0)
+            names[n++] = mk_xstrdup(cfg->instances[i].section);
+    return names;
 }
 
 void mk_config_print(const struct mk_config *cfg, FILE *fp, bool all)
@@ -364,15 +506,25 @@ void mk_config_print(const struct mk_config *cfg, FILE *fp, bool all)
         const struct mk_config_key *k = &mk_config_schema[i];
         const char *value = cfg->values[i].raw;
 
-        if (value == NULL && !all)
+        if (strchr(k->section, ' ') != NULL || (value == NULL && !all))
             continue;
         if (strcmp(section, k->section) != 0) {
             fprintf(fp, "%s[%s]\n", *section ? "\n" : "", k->section);
             section = k->section;
         }
         /* Secrets are shown as set, never printed. */
-        if (value && strstr(k->name, "password") && strstr(k->name, "_file") == NULL)
+        if (value && *value && strstr(k->name, "password") && strstr(k->name, "_file") == NULL)
             value = "(set)";
         fprintf(fp, "%s = %s\n", k->name, value ? value : k->def);
+    }
+    for (size_t n = 0; n < cfg->ninstances; n++) {
+        const struct mk_config_instance *in = &cfg->instances[n];
+
+        fprintf(fp, "\n[%s]\n", in->section);
+        for (unsigned i = 0; i < mk_config_schema_size; i++)
+            if (mk_config_schema_section_is(mk_config_schema[i].section, in->section)
+                && (in->values[i].line || all))
+                fprintf(fp, "%s = %s\n", mk_config_schema[i].name,
+                        in->values[i].raw ? in->values[i].raw : mk_config_schema[i].def);
     }
 }

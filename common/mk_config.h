@@ -15,6 +15,7 @@
  *	bool	mk_config_bool(const struct mk_config *cfg, const char *section, const char *key);
  *	char	**mk_config_list(const struct mk_config *cfg, const char *section, const char *key);
  *	int	mk_config_line(const struct mk_config *cfg, const char *section, const char *key);
+ *	char	**mk_config_sections(const struct mk_config *cfg, const char *family);
  *	void	mk_config_print(const struct mk_config *cfg, FILE *fp, bool all);
  * DESCRIPTION
  *	mk_config_load() reads the file and checks every line against the
@@ -32,6 +33,16 @@
  *	sizes (in bytes). mk_config_list() splits on white space and commas
  *	and returns a NULL-terminated array to free with mk_str_array_free().
  *	mk_config_line() returns the line that set the key, or 0.
+ *
+ *	Besides fixed sections ([global], [block]), a family of sections
+ *	can repeat under different names, e.g. [detector employee_id] and
+ *	[detector staff_no]; the schema spells the family "detector *", and
+ *	a key whose default is NULL must be set in each. The accessors take
+ *	the whole section name ("detector employee_id");
+ *	mk_config_sections() lists the sections of a family in file order
+ *	(a NULL-terminated array to free with mk_str_array_free()).
+ *	mk_config_list() splits MK_CFG_PHRASES keys on commas only, so that
+ *	"card number, 卡號" is two phrases.
  *
  *	A loaded configuration never changes. It is reference-counted so that
  *	a reload can replace it while messages in flight keep the one they
@@ -51,7 +62,8 @@ enum mk_config_type {
     MK_CFG_DURATION,
     MK_CFG_SIZE,
     MK_CFG_ENUM,
-    MK_CFG_LIST,
+    MK_CFG_LIST,                        /* words separated by white space or commas */
+    MK_CFG_PHRASES,                     /* phrases separated by commas */
     MK_CFG_SOCKET,
 };
 
@@ -59,7 +71,7 @@ struct mk_config_key {
     const char *section;
     const char *name;
     enum mk_config_type type;
-    const char *def;                    /* default, as the file would spell it */
+    const char *def;                    /* default, as the file would spell it; NULL: required */
     const char *choices;                /* MK_CFG_ENUM: "a|b|c" */
     long long min, max;                 /* numeric types; max 0 = no limit */
 };
@@ -78,6 +90,7 @@ long long mk_config_num(const struct mk_config *cfg, const char *section, const 
 bool mk_config_bool(const struct mk_config *cfg, const char *section, const char *key);
 char **mk_config_list(const struct mk_config *cfg, const char *section, const char *key);
 int mk_config_line(const struct mk_config *cfg, const char *section, const char *key);
+char **mk_config_sections(const struct mk_config *cfg, const char *family);
 void mk_config_print(const struct mk_config *cfg, FILE *fp, bool all);
 
 #endif

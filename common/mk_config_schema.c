@@ -17,6 +17,8 @@
 #define D(sec, name, def, lo, hi)	{sec, name, MK_CFG_DURATION, def, NULL, lo, hi}
 #define Z(sec, name, def, lo, hi)	{sec, name, MK_CFG_SIZE, def, NULL, lo, hi}
 #define SOCK(sec, def)			{sec, "socket", MK_CFG_SOCKET, def, NULL, 0, 0}
+#define PH(sec, name, def)		{sec, name, MK_CFG_PHRASES, def, NULL, 0, 0}
+#define REQUIRED			NULL
 
 /* What every milter daemon's section has. */
 #define MILTER_KEYS(sec, port) \
@@ -78,6 +80,44 @@ const struct mk_config_key mk_config_schema[] = {
     D("block", "sender_rate_window", "1h", 1, 86400),
     B("block", "exempt_trusted", "yes"),
     B("block", "exempt_authenticated", "yes"),
+
+    /* [dlp] */
+    MILTER_KEYS("dlp", "10026"),
+    L("dlp", "builtin_detectors", "all"),
+    I("dlp", "max_depth", "8", 1, 64),
+    Z("dlp", "max_total", "64M", 1024, 0),
+    Z("dlp", "max_part", "32M", 1024, 0),
+    I("dlp", "max_ratio", "100", 2, 100000),
+    I("dlp", "max_members", "10000", 1, 10000000),
+    Z("dlp", "max_message", "100M", 1024, 0),
+    I("dlp", "max_concurrent_scans", "0", 0, 1024),
+    E("dlp", "unscannable_action", "quarantine", "log|tag|warn|quarantine|reject"),
+    S("dlp", "tag_header", "X-Mailkeep-DLP"),
+    S("dlp", "notify_from", "postmaster"),
+    S("dlp", "notify_command", "/usr/sbin/sendmail -oi -t"),
+    P("dlp", "incident_log", MK_LOCALSTATEDIR "/lib/mailkeep/dlp-incidents.jsonl"),
+
+    /* [detector NAME]: administrators' own detectors */
+    S("detector *", "pattern", REQUIRED),
+    S("detector *", "validator", "none"),
+    PH("detector *", "keywords", ""),
+    I("detector *", "window", "50", 1, 10000),
+    I("detector *", "min_count", "1", 1, 1000000),
+    B("detector *", "keyword_required", "no"),
+
+    /* [rule NAME]: DLP policy */
+    L("rule *", "direction", "inbound outbound internal"),
+    L("rule *", "sender_groups", ""),
+    L("rule *", "recipient_groups", ""),
+    L("rule *", "detectors", REQUIRED),
+    E("rule *", "min_confidence", "medium", "low|medium|high"),
+    I("rule *", "min_count", "1", 1, 1000000),
+    E("rule *", "action", REQUIRED, "log|tag|warn|quarantine|reject"),
+    S("rule *", "subject_prefix", ""),
+    S("rule *", "reply", ""),
+
+    /* [quarantine]: the hold queue that DLP and antivirus share */
+    P("quarantine", "postfix_config", "/etc/postfix"),
 };
 
 const unsigned mk_config_schema_size = MK_ARRAY_LEN(mk_config_schema);

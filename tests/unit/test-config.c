@@ -141,8 +141,61 @@ static void test_print(void)
     test_end();
 }
 
+static void test_families(void)
+{
+    char *errors = NULL, **names;
+    struct mk_config *cfg = load("[detector employee_id]\n"
+                                 "pattern = E[0-9]{6}\n"
+                                 "keywords = 員工編號, employee number\n"
+                                 "[detector staff_no]\n"
+                                 "pattern = S-[0-9]{4}\n"
+                                 "min_count = 3\n", &errors);
+    char **kw;
+
+    test_begin("config: named section families, in file order, with defaults");
+    test_assert(cfg != NULL);
+    if (cfg == NULL) {
+        printf("  %s\n", errors);
+        free(errors);
+        test_end();
+        return;
+    }
+    names = mk_config_sections(cfg, "detector");
+    test_assert_str(names[0], "detector employee_id");
+    test_assert_str(names[1], "detector staff_no");
+    test_assert(names[2] == NULL);
+    mk_str_array_free(names);
+    test_assert_str(mk_config_str(cfg, "detector employee_id", "pattern"), "E[0-9]{6}");
+    test_assert_int(mk_config_num(cfg, "detector staff_no", "min_count"), 3);
+    test_assert_int(mk_config_num(cfg, "detector employee_id", "min_count"), 1);
+    test_assert_int(mk_config_line(cfg, "detector staff_no", "pattern"), 5);
+    kw = mk_config_list(cfg, "detector employee_id", "keywords");
+    test_assert_str(kw[0], "員工編號");
+    test_assert_str(mk_str_trim(kw[1]), "employee number");
+    mk_str_array_free(kw);
+    names = mk_config_sections(cfg, "rule");
+    test_assert(names[0] == NULL);
+    mk_str_array_free(names);
+    mk_config_unref(cfg);
+    test_end();
+
+    test_begin("config: a family section needs its required keys and a good name");
+    cfg = load("[detector no_pattern]\nwindow = 20\n[detector bad/name]\npattern = x\n"
+               "[detector ok]\npattern = x\ncolour = red\n", &errors);
+    test_assert(cfg == NULL);
+    test_assert(errors && strstr(errors, ":2: [detector no_pattern] pattern is required"));
+    test_assert(errors && strstr(errors, ":4: [detector bad/name]: a name is"));
+    test_assert(errors && strstr(errors, ":7: [detector ok] unknown key 'colour'"));
+    free(errors);
+    cfg = load("[rule r1]\ndetectors = tw_national_id\naction = shout\n", &errors);
+    test_assert(cfg == NULL && errors && strstr(errors, ":3: [rule r1] action: 'shout' is not one of"));
+    free(errors);
+    test_end();
+}
+
 int main(void)
 {
+    test_families();
     test_good();
     test_errors();
     test_print();
