@@ -1,0 +1,91 @@
+"""Shared set-up for the mailkeep-dlp integration tests."""
+import io
+import os
+import signal
+import time
+import zipfile
+
+import mkstack
+from blockenv import BUILDDIR, write
+
+DLP = os.path.join(BUILDDIR, 'milters', 'dlp', 'mailkeep-dlp')
+
+VALID_ID = 'A123456789'          # checksum valid
+ID_TEXT = '請核對身分證字號 %s 是否正確' % VALID_ID
+
+
+def docx_bytes(text):
+    """A minimal Word document whose body is text."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, 'w', zipfile.ZIP_DEFLATED) as z:
+        z.writestr('[Content_Types].xml',
+                   '<?xml version="1.0" encoding="UTF-8"?>'
+                   '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+                   '<Default Extension="xml" ContentType="application/xml"/>'
+                   '<Override PartName="/word/document.xml" ContentType="application/'
+                   'vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>')
+        z.writestr('word/document.xml',
+                   '<?xml version="1.0" encoding="UTF-8"?>'
+                   '<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
+                   '<w:body><w:p><w:r><w:t>%s</w:t></w:r></w:p></w:body></w:document>' % text)
+    return buf.getvalue()
+
+
+class DlpMilter:
+    def __init__(self, workdir, slapd, postfix_config=None):
+        self.dir = os.path.join(workdir, 'dlp')
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = mkstack.free_port()
+        self.slapd = slapd
+        self.postfix_config = postfix_config or '/etc/postfix'
+        self.incidents = os.path.join(self.dir, 'incidents.jsonl')
+        self.config = os.path.join(self.dir, 'mailkeep.conf')
+        self.write_config('')
+        self.daemon = mkstack.Daemon([DLP, '-f', '-c', self.config], port=self.port,
+                                     workdir=self.dir, name='mailkeep-dlp')
+
+    def config_text(self, rules, extra_dlp=''):
+        return (
+            '[global]\nlog = stderr\nlog_level = debug\ndirectory = ldap\n'
+            'trusted_networks = 127.0.0.0/8 ::1/128 10.0.0.0/8\n'
+            '[ldap]\nuri = %s\nbase = %s\nbind_dn = %s\nbind_password = %s\n'
+            'cache_ttl = 1s\nnegative_cache_ttl = 1s\n'
+            '[dlp]\nsocket = inet:%d@127.0.0.1\nincident_log = %s\n'
+            'notify_command = /usr/sbin/sendmail -C %s -oi -t\n'
+            'notify_from = postmaster@example.com\n%s'
+            '[quarantine]\npostfix_config = %s\n%s' % (
+                self.slapd.uri, self.slapd.base_dn, self.slapd.service_dn, self.slapd.service_pw,
+                self.port, self.incidents, self.postfix_config, extra_dlp, self.postfix_config,
+                rules))
+
+    def write_config(self, rules, extra_dlp=''):
+        write(self.config, self.config_text(rules, extra_dlp))
+
+    @property
+    def socket(self):
+        return 'inet:127.0.0.1:%d' % self.port
+
+    def start(self):
+        self.daemon.start()
+        return self
+
+    def stop(self):
+        self.daemon.stop()
+
+    def log(self):
+        return self.daemon.stderr()
+
+    def reconfigure(self, rules, extra_dlp=''):
+        """Write a new configuration and wait until the milter runs it."""
+        self.write_config(rules, extra_dlp)
+        before = len(self.log())
+        os.kill(self.daemon.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            tail = self.log()[before:]
+            if 'SIGUSR1: configuration generation' in tail:
+                return
+            if 'reload failed' in tail:
+                raise RuntimeError(tail)
+            time.sleep(0.05)
+        raise TimeoutError('mailkeep-dlp did not reload:\n' + self.log()[before:])
