@@ -1,22 +1,28 @@
 #!/usr/bin/python3
-"""Postfix throughput with and without mailkeep-block, in one run.
+"""Postfix throughput with and without a Mailkeep milter, in one run.
 
 smtp-source sends N messages (default 10,000) over 20 parallel sessions
 to a throwaway Postfix on loopback, which relays them to smtp-sink. The
 same Postfix runs in turn bare, with null-milter (a libmilter filter that
-accepts everything: the cost of any milter) and with mailkeep-block, two
-rounds each, so drift affects all alike.
+asks for the same protocol steps and accepts everything: the cost of any
+milter) and with the milter under test, two rounds each, so drift
+affects all alike.
 
-mailkeep-block is made to work for every message: 127.0.0.1 is not a
-trusted network, the lists are large (5,000 client networks, 5,000
+block: mailkeep-block is made to work for every message: 127.0.0.1 is not
+a trusted network, the lists are large (5,000 client networks, 5,000
 sender entries, 10 patterns) and the rate limit and dictionary checks are
 on (with limits the load does not reach).
 
+dlp: mailkeep-dlp scans every message with every built-in detector and a
+rule set; the message (bench/data/dlp-message.eml, made by this script)
+is 5 KiB of Chinese and English prose with a .docx attachment and no
+personal data, as most mail is.
+
 Reported per mode: SMTP acceptance rate (smtp-source's wall time) and
 end-to-end rate (until the last message reached the sink), and the
-milter's peak resident memory.
+filters' CPU time and peak resident memory.
 
-usage: bench/bench_block.py [MESSAGES]   (as root; MK_BUILDDIR = build tree)
+usage: bench/bench_milter.py block|dlp [MESSAGES]   (as root; MK_BUILDDIR = build tree)
 """
 import os
 import random
@@ -33,6 +39,7 @@ import mkstack  # noqa: E402
 
 BUILDDIR = os.environ.get('MK_BUILDDIR', os.path.join(ROOT, 'build'))
 BLOCK = os.path.join(BUILDDIR, 'milters', 'block', 'mailkeep-block')
+DLP = os.path.join(BUILDDIR, 'milters', 'dlp', 'mailkeep-dlp')
 NULL_MILTER = os.path.join(BUILDDIR, 'bench', 'null-milter')
 SESSIONS = int(os.environ.get('MK_BENCH_SESSIONS', '20'))
 SIZE = 2048
@@ -56,6 +63,44 @@ def write_lists(d):
         f.write('example.com\nexample.org\n')
 
 
+PROSE = ('本公司將於下週三舉行季度業務檢討會議，請各部門準備簡報資料，並於會前將進度表寄給專案經理。'
+         'The quarterly review moves to Wednesday; please send your slides and the updated '
+         'schedule to the project manager before the meeting. 會議地點在三樓大會議室。\n')
+
+
+def write_dlp_message(d):
+    """A message with prose and a .docx attachment, and no personal data."""
+    sys.path.insert(0, os.path.join(ROOT, 'tests', 'integration'))
+    from dlpenv import docx_bytes
+    from email.message import EmailMessage
+    msg = EmailMessage()
+    msg['From'] = 'bench@sender.example'
+    msg['To'] = 'user@sink.example'
+    msg['Subject'] = '季度業務檢討 quarterly review'
+    msg.set_content(PROSE * 12)
+    msg.add_attachment(docx_bytes(PROSE * 8), maintype='application',
+                       subtype='vnd.openxmlformats-officedocument.wordprocessingml.document',
+                       filename='議程.docx')
+    path = os.path.join(d, 'dlp-message.eml')
+    with open(path, 'wb') as f:
+        f.write(msg.as_bytes().replace(b'\r\n', b'\n'))
+    return path
+
+
+def write_dlp_config(d, port):
+    path = os.path.join(d, 'mailkeep.conf')
+    with open(path, 'w') as f:
+        f.write('[global]\nlog = stderr\ntrusted_networks = 10.0.0.0/8\n'
+                'directory = files\ndirectory_domains_file = %s/domains\n'
+                '[dlp]\nsocket = inet:%d@127.0.0.1\nincident_log = %s/incidents.jsonl\n'
+                '[rule ids-out]\ndirection = outbound\n'
+                'detectors = tw_national_id:high, tw_resident_cert:high\naction = quarantine\n'
+                '[rule cards]\ndetectors = payment_card\naction = reject\n'
+                '[rule everything]\ndetectors = tw_passport, tw_phone, iban, email\naction = log\n'
+                % (d, port, d))
+    return path
+
+
 def write_config(d, port):
     path = os.path.join(d, 'mailkeep.conf')
     with open(path, 'w') as f:
@@ -72,11 +117,12 @@ def sent_count(postfix):
     return len(re.findall(r' status=sent ', postfix.log()))
 
 
-def run_once(postfix, messages):
+def run_once(postfix, messages, message_file=None):
     before = sent_count(postfix)
+    content = ['-F', message_file] if message_file else ['-l', str(SIZE)]
     t0 = time.monotonic()
-    subprocess.run(['smtp-source', '-m', str(messages), '-s', str(SESSIONS), '-l', str(SIZE),
-                    '-f', 'bench@sender.example', '-t', 'user@sink.example',
+    subprocess.run(['smtp-source', '-m', str(messages), '-s', str(SESSIONS)] + content +
+                   ['-f', 'bench@sender.example', '-t', 'user@sink.example',
                     '127.0.0.1:%d' % postfix.smtp_port], check=True)
     t1 = time.monotonic()
     deadline = t1 + 600
@@ -103,7 +149,11 @@ def peak_rss_kib(pid):
 
 
 def main():
-    messages = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
+    if len(sys.argv) < 2 or sys.argv[1] not in ('block', 'dlp'):
+        sys.stderr.write(__doc__)
+        return 64
+    which = sys.argv[1]
+    messages = int(sys.argv[2]) if len(sys.argv) > 2 else 10000
     work = mkstack.make_workdir('mk-bench-')
     sink = milter = null = postfix = None
     try:
@@ -111,15 +161,22 @@ def main():
         sink = mkstack.Daemon(['smtp-sink', '-u', 'postfix', '127.0.0.1:%d' % sink_port, '256'],
                               port=sink_port, workdir=work, name='smtp-sink')
         sink.start()
-        mdir = os.path.join(work, 'block')
+        mdir = os.path.join(work, which)
         os.makedirs(mdir)
         write_lists(mdir)
         mport = mkstack.free_port()
-        milter = mkstack.Daemon([BLOCK, '-f', '-c', write_config(mdir, mport)], port=mport,
-                                workdir=mdir, name='mailkeep-block')
+        message_file = None
+        if which == 'block':
+            argv = [BLOCK, '-f', '-c', write_config(mdir, mport)]
+        else:
+            argv = [DLP, '-f', '-c', write_dlp_config(mdir, mport)]
+            message_file = write_dlp_message(mdir)
+        name = 'mailkeep-' + which
+        milter = mkstack.Daemon(argv, port=mport, workdir=mdir, name=name)
         milter.start()
         nport = mkstack.free_port()
-        null = mkstack.Daemon([NULL_MILTER, 'inet:%d@127.0.0.1' % nport], port=nport,
+        null = mkstack.Daemon([NULL_MILTER, 'inet:%d@127.0.0.1' % nport]
+                              + (['body'] if which == 'dlp' else []), port=nport,
                               workdir=work, name='null-milter')
         null.start()
         postfix = mkstack.Postfix(work, dovecot=None,
@@ -130,26 +187,27 @@ def main():
                                               'queue_run_delay': '1s'})
         postfix.start()
         sockets = {'bare': '', 'null-milter': 'inet:127.0.0.1:%d' % nport,
-                   'mailkeep-block': 'inet:127.0.0.1:%d' % mport}
+                   name: 'inet:127.0.0.1:%d' % mport}
         results = {mode: [] for mode in sockets}
         # a short warm-up so that every mode starts with processes running
-        run_once(postfix, 200)
+        run_once(postfix, 200, message_file)
         for mode in list(sockets) * 2:
             postfix.set_params(smtpd_milters=sockets[mode])
-            accept, e2e = run_once(postfix, messages)
+            accept, e2e = run_once(postfix, messages, message_file)
             results[mode].append((accept, e2e))
             print('%-15s accept %7.0f msg/s   end-to-end %7.0f msg/s' % (mode, accept, e2e),
                   flush=True)
         mean = {mode: [sum(r[i] for r in runs) / len(runs) for i in (0, 1)]
                 for mode, runs in results.items()}
-        bare, nul, filt = mean['bare'], mean['null-milter'], mean['mailkeep-block']
+        bare, nul, filt = mean['bare'], mean['null-milter'], mean[name]
         rss = peak_rss_kib(milter.pid)
         cpu = cpu_seconds(milter.pid)
         ncpu = cpu_seconds(null.pid)
         refusals = len(re.findall(r'milter-reject', postfix.log()))
         print()
-        print('| %d messages, %d sessions, %d bytes | bare Postfix | + null-milter | + mailkeep-block '
-              '| block / bare | block / null |' % (messages, SESSIONS, SIZE))
+        size = os.path.getsize(message_file) if message_file else SIZE
+        print('| %d messages, %d sessions, %d bytes | bare Postfix | + null-milter | + %s '
+              '| %s / bare | %s / null |' % (messages, SESSIONS, size, name, which, which))
         print('|---|---|---|---|---|---|')
         for i, what in ((0, 'SMTP acceptance (msg/s)'), (1, 'end to end, to smtp-sink (msg/s)')):
             print('| %s | %.0f | %.0f | %.0f | %.1f%% | %.1f%% |' % (

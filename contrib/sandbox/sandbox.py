@@ -28,7 +28,7 @@ STATE = os.environ.get('MK_SANDBOX_DIR', '/var/tmp/mailkeep-sandbox')
 PIDFILE = os.path.join(STATE, 'supervisor.pid')
 INFO = os.path.join(STATE, 'sandbox.json')
 PORTS = {'smtp': 2525, 'imap': 1143, 'pop3': 1110, 'lmtp': 2424, 'dovecot_auth': 2426,
-         'ldap': 3389, 'sink': 2526, 'block': 10025}
+         'ldap': 3389, 'sink': 2526, 'block': 10025, 'dlp': 10026}
 
 LISTS = {
     'bad-clients': '# Client networks refused at connect (mailkeep-block(8), LIST FILES)\n'
@@ -68,6 +68,69 @@ client_rate_limit = 100
 """
 
 
+def dlp_config(slapd, postfix_config):
+    d = os.path.join(STATE, 'dlp')
+    return f"""# mailkeep.conf for the sandbox's mailkeep-dlp: see mailkeep.conf(5), mailkeep-dlp(8)
+[global]
+log = stderr
+directory = ldap
+trusted_networks = 127.0.0.0/8 ::1/128
+
+[ldap]
+uri = {slapd.uri}
+base = {slapd.base_dn}
+bind_dn = {slapd.service_dn}
+bind_password = {slapd.service_pw}
+
+[dlp]
+socket = inet:{PORTS['dlp']}@127.0.0.1
+incident_log = {d}/incidents.jsonl
+notify_from = postmaster@example.com
+notify_command = /usr/sbin/sendmail -C {postfix_config} -oi -t
+unscannable_action = quarantine
+
+[quarantine]
+postfix_config = {postfix_config}
+
+# National IDs and resident certificates leaving the organisation wait for a person.
+[rule outbound-ids]
+direction = outbound
+detectors = tw_national_id:high, tw_resident_cert:high
+action = quarantine
+
+# Card numbers never leave.
+[rule outbound-cards]
+direction = outbound
+detectors = payment_card
+action = reject
+
+# Inside, the sender is told; the mail goes through.
+[rule internal-ids]
+direction = internal
+detectors = tw_national_id, tw_resident_cert, payment_card
+action = warn
+subject_prefix = [個資]
+
+# What comes in is marked for the recipient.
+[rule inbound-ids]
+direction = inbound
+detectors = tw_national_id, payment_card
+action = tag
+subject_prefix = [個資]
+
+# An example of a site's own detector: employee numbers.
+[detector employee_id]
+pattern = \\bEMP-[0-9]{{6}}\\b
+keywords = 員工編號, employee
+min_count = 1
+
+[rule staff-numbers-out]
+direction = outbound
+detectors = employee_id:medium:5
+action = quarantine
+"""
+
+
 def serve():
     """The supervisor: start everything, write the info file, wait for SIGTERM."""
     stop = []
@@ -82,6 +145,7 @@ def serve():
     dv.instance_name = 'mailkeep-sandbox'
     st.sink.port = PORTS['sink']
     block = None
+    daemons = []
     try:
         st.slapd.start()
         bdir = os.path.join(STATE, 'block')
@@ -100,10 +164,25 @@ def serve():
         block.start()
         st.dovecot.start()
         st.sink.start()
+        milters = 'inet:127.0.0.1:%d' % PORTS['block']
         st.postfix = mkstack.Postfix(STATE, st.dovecot, st.sink, port=PORTS['smtp'],
-                                     smtpd_milters='inet:127.0.0.1:%d' % PORTS['block'])
+                                     smtpd_milters=milters)
         st.postfix.start()
         st.started = True
+        dlp = None
+        dlp_binary = os.path.join(BUILDDIR, 'milters', 'dlp', 'mailkeep-dlp')
+        if os.path.exists(dlp_binary):
+            ddir = os.path.join(STATE, 'dlp')
+            os.makedirs(ddir, exist_ok=True)
+            dconf = os.path.join(ddir, 'mailkeep.conf')
+            with open(dconf, 'w') as f:
+                f.write(dlp_config(st.slapd, st.postfix.config_dir))
+            dlp = mkstack.Daemon([dlp_binary, '-f', '-c', dconf], port=PORTS['dlp'],
+                                 workdir=ddir, name='mailkeep-dlp')
+            dlp.start()
+            daemons.append(dlp)
+            dsock = 'inet:127.0.0.1:%d' % PORTS['dlp']
+            st.postfix.set_params(smtpd_milters=milters + ', ' + dsock, non_smtpd_milters=dsock)
         info = {
             'pid': os.getpid(),
             'state': STATE,
@@ -120,15 +199,21 @@ def serve():
             'block_log': block.stderr_path,
             'block_pid': block.pid,
             'sink_dump': st.sink.dump_dir,
+            'dlp_config': os.path.join(STATE, 'dlp', 'mailkeep.conf') if dlp else None,
+            'dlp_log': dlp.stderr_path if dlp else None,
+            'dlp_incidents': os.path.join(STATE, 'dlp', 'incidents.jsonl') if dlp else None,
         }
         with open(INFO + '.tmp', 'w') as f:
             json.dump(info, f, indent=1)
         os.replace(INFO + '.tmp', INFO)
         while not stop:
-            if not block.running:          # keep the milter up, as systemd would
-                block.start()
+            for d in [block] + daemons:    # keep the milters up, as systemd would
+                if not d.running:
+                    d.start()
             time.sleep(1)
     finally:
+        for d in daemons:
+            d.stop()
         if block:
             block.stop()
         st.stop()
@@ -144,6 +229,26 @@ def running_pid():
         return pid
     except (OSError, ValueError):
         return None
+
+
+def dlp_help(i):
+    if not i.get('dlp_config'):
+        return ''
+    p = i['ports']
+    c = i['dlp_config']
+    return f"""  # mailkeep-dlp (milter inet:{p['dlp']}@127.0.0.1, rules in {c}):
+  # a national ID going out is quarantined; look, then release it
+  swaks -s 127.0.0.1:{i['smtp_port']} -au alice@example.com -ap mailkeep -f alice@example.com \\
+        -t partner@partner.example --body '身分證字號 A123456789'
+  build/tools/mailkeep -c {c} quarantine list
+  build/tools/mailkeep -c {c} quarantine release QUEUE_ID
+  # a card number going out is refused; the same inside warns the sender
+  swaks -s 127.0.0.1:{i['smtp_port']} -au alice@example.com -ap mailkeep -f alice@example.com \\
+        -t partner@partner.example --body 'card number 4111 1111 1111 1111'
+  # what the detectors see in a file or message
+  build/tools/mailkeep -c {c} dlp scan -d outbound FILE
+  # incidents: {i['dlp_incidents']}
+"""
 
 
 def show():
@@ -175,6 +280,7 @@ Try it:
   swaks -s 127.0.0.1:{i['smtp_port']} --xclient-addr 203.0.113.5 -f deals@promo.example -t bob@example.com
   curl -s -u bob@example.com:mailkeep 'imap://127.0.0.1:{p['imap']}/Junk;UID=1'
 
+{dlp_help(i)}
   Edit a list (it reloads within seconds): {i['block_lists']}/bad-senders
   Reload the configuration: kill -USR1 {i['block_pid']}   ({i['block_config']})
   Logs: {i['block_log']}
