@@ -245,3 +245,31 @@ def test_killed_milter_tempfails_and_nothing_is_lost(env):
     res, rcpt, _ = send_direction(st, 'internal', 'while-dlp-down', 'hello')   # the client retries
     assert res.ok, res.describe()
     assert find_delivered(st, rcpt, 'while-dlp-down') is not None
+
+
+def test_quarantine_show_delete_and_unknown_ids(env):
+    st, dlp = env
+    dlp.reconfigure('[rule hold-all-ids]\ndetectors = tw_national_id\naction = quarantine\n')
+    res, rcpt, _ = send_direction(st, 'internal', 'to-be-deleted', ID_TEXT)
+    assert res.ok, res.describe()
+    qid = res.queue_id
+    r = mailkeep(dlp, 'quarantine', 'show', qid)
+    assert r.returncode == 0, r.stderr
+    assert 'held because: mailkeep-dlp: rule hold-all-ids: tw_national_id x1 (high) in body' in r.stdout
+    assert 'Subject: to-be-deleted' in r.stdout
+    r = mailkeep(dlp, 'quarantine', 'delete', qid)
+    assert r.returncode == 0 and 'deleted' in r.stdout, r.stderr
+    assert qid not in mailkeep(dlp, 'quarantine', 'list').stdout
+    assert find_delivered(st, rcpt, 'to-be-deleted', timeout=3) is None
+    for bad in (qid, 'NOSUCHID', '../etc'):
+        r = mailkeep(dlp, 'quarantine', 'release', bad)
+        assert r.returncode == 1 and 'no such message in the quarantine' in r.stderr
+
+
+def test_dlp_scan_reads_standard_input(env):
+    _, dlp = env
+    r = subprocess.run([MAILKEEP, '-c', dlp.config, 'dlp', 'scan', '-f', '-'],
+                       input='信用卡號 4111 1111 1111 1111', capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert 'payment_card: high 1' in r.stdout
