@@ -3,17 +3,14 @@
  */
 #include "config.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/wait.h>
 #include <string.h>
 #include <sysexits.h>
 #include <unistd.h>
 
 #include "mailkeep.h"
+#include "mk_config.h"
 #include "mk_log.h"
 #include "mk_util.h"
 
@@ -41,57 +38,16 @@ static void mailkeep_usage(FILE *fp)
         fprintf(fp, "  %-10s %s\n", mailkeep_commands[i].name, mailkeep_commands[i].summary);
 }
 
-extern char **environ;
-
-int mailkeep_run(char *const *argv, char **output, size_t *len)
+struct mk_config *mailkeep_load_config(const char *path)
 {
-    posix_spawn_file_actions_t fa;
-    size_t cap = 65536, used = 0;
-    int pipefd[2], status;
-    char *buf;
-    pid_t pid;
-    ssize_t n;
+    struct mk_config *cfg;
+    char *error = NULL;
 
-    if (pipe2(pipefd, O_CLOEXEC) < 0)
-        return -1;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-    if (posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ) != 0) {
-        posix_spawn_file_actions_destroy(&fa);
-        close(pipefd[0]);
-        close(pipefd[1]);
-        return -1;
+    if ((cfg = mk_config_load(path, &error)) == NULL) {
+        fprintf(stderr, "%s\n", error);
+        free(error);
     }
-    posix_spawn_file_actions_destroy(&fa);
-    close(pipefd[1]);
-    buf = mk_xmalloc(cap);
-    while ((n = read(pipefd[0], buf + used, cap - used - 1)) != 0) {
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
-        }
-        used += (size_t) n;
-        if (cap - used < 4096) {
-            cap *= 2;
-            buf = mk_xrealloc(buf, cap);
-        }
-    }
-    close(pipefd[0]);
-    buf[used] = '\0';
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) {
-            free(buf);
-            return -1;
-        }
-    if (output) {
-        *output = buf;
-        if (len)
-            *len = used;
-    } else {
-        free(buf);
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return cfg;
 }
 
 int main(int argc, char **argv)

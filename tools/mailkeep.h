@@ -10,8 +10,8 @@
  *	codes follow sysexits(3): 0 done, 1 "no" (not found, invalid, not
  *	clean), 64 usage, 66 input missing, 69 service (Postfix) unavailable,
  *	75 temporary failure, 78 configuration error.
- *	mailkeep_run() runs a helper program (postqueue, postsuper, ...)
- *	without a shell and captures what it prints.
+ *	mailkeep_load_config() loads the configuration the way every
+ *	subcommand does, printing all its errors.
  */
 #ifndef MAILKEEP_H
 #define MAILKEEP_H
@@ -23,7 +23,9 @@ int mailkeep_directory(const char *config_path, int argc, char **argv);
 int mailkeep_dlp(const char *config_path, int argc, char **argv);
 int mailkeep_quarantine(const char *config_path, int argc, char **argv);
 
-/* Run a program, capture its standard output; returns its exit status or -1. */
-int mailkeep_run(char *const *argv, char **output, size_t *len);
+struct mk_config;
+
+/* Load mailkeep.conf, or print every error and return NULL (exit EX_CONFIG). */
+struct mk_config *mailkeep_load_config(const char *path);
 
 #endif

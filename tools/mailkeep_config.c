@@ -14,7 +14,6 @@
 int mailkeep_config(const char *config_path, int argc, char **argv)
 {
     struct mk_config *cfg;
-    char *errors;
     bool all = false;
 
     if (argc < 1 || (strcmp(argv[0], "check") != 0 && strcmp(argv[0], "show") != 0)
@@ -23,11 +22,8 @@ int mailkeep_config(const char *config_path, int argc, char **argv)
         return EX_USAGE;
     }
     all = argc == 2;
-    if ((cfg = mk_config_load(config_path, &errors)) == NULL) {
-        fprintf(stderr, "%s\n", errors);
-        free(errors);
+    if ((cfg = mailkeep_load_config(config_path)) == NULL)
         return EX_CONFIG;
-    }
     if (strcmp(argv[0], "check") == 0)
         printf("%s: valid\n", config_path);
     else

@@ -40,11 +40,8 @@ int mailkeep_directory(const char *config_path, int argc, char **argv)
         fprintf(stderr, "usage: mailkeep directory domain DOMAIN | user ADDRESS\n");
         return EX_USAGE;
     }
-    if ((cfg = mk_config_load(config_path, &error)) == NULL) {
-        fprintf(stderr, "%s\n", error);
-        free(error);
+    if ((cfg = mailkeep_load_config(config_path)) == NULL)
         return EX_CONFIG;
-    }
     if ((dir = mk_directory_open(cfg, &error)) == NULL) {
         fprintf(stderr, "%s\n", error);
         free(error);

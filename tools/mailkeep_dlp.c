@@ -130,11 +130,8 @@ int mailkeep_dlp(const char *config_path, int argc, char **argv)
         fputs(usage, stderr);
         return EX_USAGE;
     }
-    if ((cfg = mk_config_load(config_path, &error)) == NULL) {
-        fprintf(stderr, "%s\n", error);
-        free(error);
+    if ((cfg = mailkeep_load_config(config_path)) == NULL)
         return EX_CONFIG;
-    }
     if ((policy = dlp_policy_load(cfg, &error)) == NULL) {
         fprintf(stderr, "%s\n", error);
         free(error);

@@ -19,6 +19,7 @@
 
 #include "mailkeep.h"
 #include "mk_config.h"
+#include "mk_run.h"
 #include "mk_util.h"
 
 struct mailkeep_held {
@@ -45,7 +46,7 @@ static int mailkeep_held(const char *pfdir, struct mailkeep_held **held, size_t 
 {
     char *argv[] = {"postqueue", "-c", (char *) pfdir, "-j", NULL};
     char *out, *cursor, *line;
-    int rc = mailkeep_run(argv, &out, NULL);
+    int rc = mk_run(argv, NULL, 0, &out, NULL);
 
     *held = NULL;
     *n = 0;
@@ -107,7 +108,7 @@ static char *mailkeep_reason(const char *pfdir, const char *id)
     char *argv[] = {"postcat", "-c", (char *) pfdir, "-h", "-q", (char *) id, NULL};
     char *out, *cursor, *line, *reason = mk_xstrdup("");
 
-    if (mailkeep_run(argv, &out, NULL) != 0) {
+    if (mk_run(argv, NULL, 0, &out, NULL) != 0) {
         free(reason);
         return mk_xstrdup("(cannot read the message)");
     }
@@ -165,7 +166,7 @@ int mailkeep_quarantine(const char *config_path, int argc, char **argv)
     const char *usage = "usage: mailkeep quarantine list | show ID | release ID... | delete ID...\n";
     struct mailkeep_held *held;
     struct mk_config *cfg;
-    char *error, *pfdir;
+    char *pfdir;
     size_t n;
     int rc = 0;
 
@@ -175,11 +176,8 @@ int mailkeep_quarantine(const char *config_path, int argc, char **argv)
         fputs(usage, stderr);
         return EX_USAGE;
     }
-    if ((cfg = mk_config_load(config_path, &error)) == NULL) {
-        fprintf(stderr, "%s\n", error);
-        free(error);
+    if ((cfg = mailkeep_load_config(config_path)) == NULL)
         return EX_CONFIG;
-    }
     pfdir = mk_xstrdup(mk_config_str(cfg, "quarantine", "postfix_config"));
     mk_config_unref(cfg);
     if (strcmp(argv[0], "list") == 0) {
@@ -205,7 +203,7 @@ int mailkeep_quarantine(const char *config_path, int argc, char **argv)
 
             printf("held because: %s\n\n", reason);
             free(reason);
-            if (mailkeep_run(cat, &out, NULL) == 0) {
+            if (mk_run(cat, NULL, 0, &out, NULL) == 0) {
                 fputs(out, stdout);
                 free(out);
             }
@@ -215,14 +213,14 @@ int mailkeep_quarantine(const char *config_path, int argc, char **argv)
                              release ? NULL : "hold", NULL};
             char *flush[] = {"postqueue", "-c", pfdir, "-i", (char *) id, NULL};
 
-            if (mailkeep_run(super, NULL, NULL) != 0) {
+            if (mk_run(super, NULL, 0, NULL, NULL) != 0) {
                 fprintf(stderr, "mailkeep quarantine: postsuper failed for %s\n", id);
                 rc = 1;
                 continue;
             }
             /* Released mail goes out now, not at the next queue run. */
             if (release)
-                (void) mailkeep_run(flush, NULL, NULL);
+                (void) mk_run(flush, NULL, 0, NULL, NULL);
             printf("%s: %s\n", id, release ? "released" : "deleted");
         }
     }

@@ -3,20 +3,13 @@
  */
 #include "config.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "dlp_notify.h"
+#include "mk_run.h"
 #include "mk_util.h"
-
-extern char **environ;
 
 char *dlp_notify_text(const struct dlp_notice *n)
 {
@@ -53,11 +46,9 @@ char *dlp_notify_text(const struct dlp_notice *n)
 
 int dlp_notify_send(char *const *command, const char *text)
 {
-    size_t argc = 0, len = strlen(text), off = 0;
+    size_t argc = 0;
     char **argv;
-    posix_spawn_file_actions_t fa;
-    int pipefd[2], status;
-    pid_t pid;
+    int rc;
 
     while (command[argc])
         argc++;
@@ -68,34 +59,7 @@ int dlp_notify_send(char *const *command, const char *text)
         argv[i] = command[i];
     argv[argc] = "-f";
     argv[argc + 1] = "<>";
-    if (pipe2(pipefd, O_CLOEXEC) < 0) {
-        free(argv);
-        return -1;
-    }
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, pipefd[0], 0);
-    if (posix_spawn(&pid, argv[0], &fa, NULL, argv, environ) != 0) {
-        posix_spawn_file_actions_destroy(&fa);
-        close(pipefd[0]);
-        close(pipefd[1]);
-        free(argv);
-        return -1;
-    }
-    posix_spawn_file_actions_destroy(&fa);
+    rc = mk_run(argv, text, strlen(text), NULL, NULL);
     free(argv);
-    close(pipefd[0]);
-    while (off < len) {
-        ssize_t w = write(pipefd[1], text + off, len - off);
-
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break;
-        off += (size_t) w;
-    }
-    close(pipefd[1]);
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return rc;
 }

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "mk_hash.h"
+#include "mk_run.h"
 #include "mk_test.h"
 #include "mk_util.h"
 
@@ -172,8 +173,26 @@ static void test_files_and_lines(void)
     test_end();
 }
 
+static void test_run(void)
+{
+    char *cat[] = {"cat", NULL}, *no[] = {"false", NULL}, *none[] = {"/nonexistent/program", NULL};
+    char *out = NULL;
+    size_t len = 0;
+
+    test_begin("run: feed standard input, read standard output, exit status");
+    test_assert_int(mk_run(cat, "one\ntwo\n", 8, &out, &len), 0);
+    test_assert_str(out, "one\ntwo\n");
+    test_assert_int(len, 8);
+    free(out);
+    test_assert_int(mk_run(no, NULL, 0, NULL, NULL), 1);
+    test_assert_int(mk_run(none, "x", 1, &out, NULL), -1);
+    test_assert(out == NULL);
+    test_end();
+}
+
 int main(void)
 {
+    test_run();
     test_files_and_lines();
     test_durations();
     test_sizes_bools_ints();
