@@ -1,15 +1,10 @@
 """Shared set-up for the mailkeep-block integration tests: the milter's
 configuration and lists in the stack's work directory, and the daemon."""
 import os
-import signal
-import time
 
-import mkstack
+from milterenv import BUILDDIR, MAILKEEP, Milter, write  # noqa: F401 (re-exported)
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
-BUILDDIR = os.environ.get('MK_BUILDDIR', os.path.join(ROOT, 'build'))
 BLOCK = os.path.join(BUILDDIR, 'milters', 'block', 'mailkeep-block')
-MAILKEEP = os.path.join(BUILDDIR, 'tools', 'mailkeep')
 
 LISTS = {
     'bad-clients': '# test bad clients\n192.0.2.0/24\n2001:db8:bad::/48\n',
@@ -19,33 +14,22 @@ LISTS = {
 }
 
 
-def write(path, text):
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)       # a list is replaced whole, as an editor or deploy would
-
-
-class BlockMilter:
+class BlockMilter(Milter):
     """mailkeep-block in the foreground on a free port, configured for a
     started (or about to start) mkstack.Stack's slapd."""
 
+    binary = BLOCK
+    name = 'mailkeep-block'
+
     def __init__(self, workdir, slapd, extra_block='', extra_global=''):
-        self.dir = os.path.join(workdir, 'block')
+        super().__init__(workdir, 'block')
         os.makedirs(os.path.join(self.dir, 'personal'), exist_ok=True)
-        self.port = mkstack.free_port()
         for name, text in LISTS.items():
             write(self.path(name), text)
-        self.config = os.path.join(self.dir, 'mailkeep.conf')
         self.slapd = slapd
         self.extra_block = extra_block
         self.extra_global = extra_global
         self.write_config()
-        self.daemon = mkstack.Daemon([BLOCK, '-f', '-c', self.config], port=self.port,
-                                     workdir=self.dir, name='mailkeep-block')
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
 
     def config_text(self, extra_block=None):
         return (
@@ -88,27 +72,3 @@ class BlockMilter:
     def write_config(self, extra_block=None):
         write(self.config, self.config_text(extra_block))
 
-    @property
-    def socket(self):
-        return 'inet:127.0.0.1:%d' % self.port
-
-    def start(self):
-        self.daemon.start()
-        return self
-
-    def stop(self):
-        self.daemon.stop()
-
-    def log(self):
-        return self.daemon.stderr()
-
-    def reload(self):
-        os.kill(self.daemon.pid, signal.SIGUSR1)
-
-    def wait_log(self, needle, timeout=15, start=0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if needle in self.log()[start:]:
-                return True
-            time.sleep(0.1)
-        return False

@@ -1,12 +1,9 @@
 """Shared set-up for the mailkeep-dlp integration tests."""
 import io
 import os
-import signal
-import time
 import zipfile
 
-import mkstack
-from blockenv import BUILDDIR, write
+from milterenv import BUILDDIR, Milter, write
 
 DLP = os.path.join(BUILDDIR, 'milters', 'dlp', 'mailkeep-dlp')
 
@@ -31,18 +28,16 @@ def docx_bytes(text):
     return buf.getvalue()
 
 
-class DlpMilter:
+class DlpMilter(Milter):
+    binary = DLP
+    name = 'mailkeep-dlp'
+
     def __init__(self, workdir, slapd, postfix_config=None):
-        self.dir = os.path.join(workdir, 'dlp')
-        os.makedirs(self.dir, exist_ok=True)
-        self.port = mkstack.free_port()
+        super().__init__(workdir, 'dlp')
         self.slapd = slapd
         self.postfix_config = postfix_config or '/etc/postfix'
         self.incidents = os.path.join(self.dir, 'incidents.jsonl')
-        self.config = os.path.join(self.dir, 'mailkeep.conf')
         self.write_config('')
-        self.daemon = mkstack.Daemon([DLP, '-f', '-c', self.config], port=self.port,
-                                     workdir=self.dir, name='mailkeep-dlp')
 
     def config_text(self, rules, extra_dlp=''):
         return (
@@ -61,31 +56,7 @@ class DlpMilter:
     def write_config(self, rules, extra_dlp=''):
         write(self.config, self.config_text(rules, extra_dlp))
 
-    @property
-    def socket(self):
-        return 'inet:127.0.0.1:%d' % self.port
-
-    def start(self):
-        self.daemon.start()
-        return self
-
-    def stop(self):
-        self.daemon.stop()
-
-    def log(self):
-        return self.daemon.stderr()
-
     def reconfigure(self, rules, extra_dlp=''):
         """Write a new configuration and wait until the milter runs it."""
         self.write_config(rules, extra_dlp)
-        before = len(self.log())
-        os.kill(self.daemon.pid, signal.SIGUSR1)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            tail = self.log()[before:]
-            if 'SIGUSR1: configuration generation' in tail:
-                return
-            if 'reload failed' in tail:
-                raise RuntimeError(tail)
-            time.sleep(0.05)
-        raise TimeoutError('mailkeep-dlp did not reload:\n' + self.log()[before:])
+        self.reload_and_wait()

@@ -11,7 +11,7 @@ from email.message import EmailMessage
 import pytest
 
 import mkstack
-from blockenv import MAILKEEP
+from milterenv import MAILKEEP
 from dlpenv import ID_TEXT, VALID_ID, DlpMilter, docx_bytes
 
 OUTSIDER = 'stranger@outside.example'

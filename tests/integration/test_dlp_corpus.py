@@ -17,7 +17,7 @@ from email.mime.text import MIMEText
 
 import pytest
 
-from blockenv import MAILKEEP
+from milterenv import MAILKEEP
 
 # (detector, text, expected confidence or None for "not found")
 SAMPLES = [
