@@ -70,15 +70,14 @@ PROSE = ('本公司將於下週三舉行季度業務檢討會議，請各部門�
 
 def write_dlp_message(d):
     """A message with prose and a .docx attachment, and no personal data."""
-    sys.path.insert(0, os.path.join(ROOT, 'tests', 'integration'))
-    from dlpenv import docx_bytes
+    from mkdocs import docx
     from email.message import EmailMessage
     msg = EmailMessage()
     msg['From'] = 'bench@sender.example'
     msg['To'] = 'user@sink.example'
     msg['Subject'] = '季度業務檢討 quarterly review'
     msg.set_content(PROSE * 12)
-    msg.add_attachment(docx_bytes(PROSE * 8), maintype='application',
+    msg.add_attachment(docx(PROSE * 8), maintype='application',
                        subtype='vnd.openxmlformats-officedocument.wordprocessingml.document',
                        filename='議程.docx')
     path = os.path.join(d, 'dlp-message.eml')

@@ -2,7 +2,7 @@
 configuration and lists in the stack's work directory, and the daemon."""
 import os
 
-from milterenv import BUILDDIR, MAILKEEP, Milter, write  # noqa: F401 (re-exported)
+from milterenv import BUILDDIR, Milter, write
 
 BLOCK = os.path.join(BUILDDIR, 'milters', 'block', 'mailkeep-block')
 

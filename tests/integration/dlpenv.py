@@ -1,7 +1,5 @@
 """Shared set-up for the mailkeep-dlp integration tests."""
-import io
 import os
-import zipfile
 
 from milterenv import BUILDDIR, Milter, write
 
@@ -9,23 +7,6 @@ DLP = os.path.join(BUILDDIR, 'milters', 'dlp', 'mailkeep-dlp')
 
 VALID_ID = 'A123456789'          # checksum valid
 ID_TEXT = '請核對身分證字號 %s 是否正確' % VALID_ID
-
-
-def docx_bytes(text):
-    """A minimal Word document whose body is text."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, 'w', zipfile.ZIP_DEFLATED) as z:
-        z.writestr('[Content_Types].xml',
-                   '<?xml version="1.0" encoding="UTF-8"?>'
-                   '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-                   '<Default Extension="xml" ContentType="application/xml"/>'
-                   '<Override PartName="/word/document.xml" ContentType="application/'
-                   'vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>')
-        z.writestr('word/document.xml',
-                   '<?xml version="1.0" encoding="UTF-8"?>'
-                   '<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
-                   '<w:body><w:p><w:r><w:t>%s</w:t></w:r></w:p></w:body></w:document>' % text)
-    return buf.getvalue()
 
 
 class DlpMilter(Milter):

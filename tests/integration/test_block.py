@@ -13,7 +13,8 @@ import time
 import pytest
 
 import mkstack
-from blockenv import MAILKEEP, BlockMilter, write
+from blockenv import BlockMilter, write
+from milterenv import MAILKEEP
 
 
 @pytest.fixture(scope='module')

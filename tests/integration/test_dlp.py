@@ -12,7 +12,8 @@ import pytest
 
 import mkstack
 from milterenv import MAILKEEP
-from dlpenv import ID_TEXT, VALID_ID, DlpMilter, docx_bytes
+from dlpenv import ID_TEXT, VALID_ID, DlpMilter
+from mkdocs import docx
 
 OUTSIDER = 'stranger@outside.example'
 PARTNER = 'partner@partner.example'
@@ -168,7 +169,7 @@ def test_attachment_and_big5_body_are_scanned(env):
                     'action = reject\n')
     res, _, _ = send_direction(st, 'outbound', 'salary', 'see attachment',
                                [('hr.docx', 'application/vnd.openxmlformats-officedocument.'
-                                 'wordprocessingml.document', docx_bytes(ID_TEXT))])
+                                 'wordprocessingml.document', docx(ID_TEXT))])
     assert res.data[0] == 550, res.describe()
     assert 'in attachment "hr.docx"' in res.data[1]
     # a Big5 body, declared as such

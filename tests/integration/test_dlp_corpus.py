@@ -3,12 +3,10 @@ in UTF-8, Big5 and GB18030 bodies, in the subject, and inside every
 attachment type, scanned by `mailkeep dlp scan` (the same extraction and
 detectors as the milter). Needs no server."""
 import base64
-import io
 import os
 import re
 import subprocess
 import tempfile
-import zipfile
 from email.message import EmailMessage
 from email.mime.application import MIMEApplication
 from email.mime.message import MIMEMessage
@@ -18,6 +16,7 @@ from email.mime.text import MIMEText
 import pytest
 
 from milterenv import MAILKEEP
+from mkdocs import docx, esc, ods, odt, pdf, pptx, xlsx, zip_bytes
 
 # (detector, text, expected confidence or None for "not found")
 SAMPLES = [
@@ -45,109 +44,6 @@ SAMPLES = [
 
 CONTAINERS = ['body-utf8', 'body-big5', 'body-gb18030', 'subject', 'html', 'docx', 'xlsx',
               'pptx', 'odt', 'ods', 'pdf', 'csv', 'zip', 'message']
-
-
-def zip_bytes(members):
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, 'w', zipfile.ZIP_DEFLATED) as z:
-        for name, data in members:
-            z.writestr(name, data)
-    return buf.getvalue()
-
-
-def esc(text):
-    return text.replace('&', '&amp;').replace('<', '&lt;')
-
-
-W = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
-
-
-def docx(text):
-    return zip_bytes([('[Content_Types].xml', '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>'),
-                      ('word/document.xml', '<?xml version="1.0" encoding="UTF-8"?><w:document %s><w:body>'
-                       '<w:p><w:r><w:t xml:space="preserve">%s</w:t></w:r></w:p></w:body></w:document>'
-                       % (W, esc(text)))])
-
-
-def xlsx(text):
-    s = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
-    return zip_bytes([('[Content_Types].xml', '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>'),
-                      ('xl/workbook.xml', '<workbook %s><sheets><sheet name="S" sheetId="1"/></sheets></workbook>' % s),
-                      ('xl/sharedStrings.xml', '<?xml version="1.0" encoding="UTF-8"?><sst %s><si><t>%s</t></si></sst>'
-                       % (s, esc(text))),
-                      ('xl/worksheets/sheet1.xml', '<worksheet %s><sheetData><row r="1"><c r="A1" t="s"><v>0</v></c>'
-                       '</row></sheetData></worksheet>' % s)])
-
-
-def pptx(text):
-    a = ('xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main" '
-         'xmlns:p="http://schemas.openxmlformats.org/presentationml/2006/main"')
-    return zip_bytes([('[Content_Types].xml', '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>'),
-                      ('ppt/presentation.xml', '<p:presentation %s/>' % a),
-                      ('ppt/slides/slide1.xml', '<?xml version="1.0" encoding="UTF-8"?><p:sld %s><p:cSld><p:spTree><p:sp>'
-                       '<p:txBody><a:p><a:r><a:t>%s</a:t></a:r></a:p></p:txBody></p:sp></p:spTree></p:cSld></p:sld>'
-                       % (a, esc(text)))])
-
-
-ODF = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
-       'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
-       'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0"')
-
-
-def odf(mimetype, body):
-    return zip_bytes([('mimetype', mimetype),
-                      ('content.xml', '<?xml version="1.0" encoding="UTF-8"?><office:document-content %s>'
-                       '<office:body>%s</office:body></office:document-content>' % (ODF, body))])
-
-
-def odt(text):
-    return odf('application/vnd.oasis.opendocument.text',
-               '<office:text><text:p>%s</text:p></office:text>' % esc(text))
-
-
-def ods(text):
-    return odf('application/vnd.oasis.opendocument.spreadsheet',
-               '<office:spreadsheet><table:table table:name="S"><table:table-row><table:table-cell '
-               'office:value-type="string"><text:p>%s</text:p></table:table-cell></table:table-row>'
-               '</table:table></office:spreadsheet>' % esc(text))
-
-
-def pdf(text):
-    """One page whose text is drawn with a CID font and a ToUnicode map, so
-    any character, CJK included, can be extracted (no glyphs needed)."""
-    chars = sorted(set(text) - {' '})
-    cid = {c: i + 1 for i, c in enumerate(chars)}
-    # Latin half an em wide, CJK a full em; a space is a gap, as PDF writers do.
-    widths = ' '.join('%d' % (500 if ord(c) < 0x2E80 else 1000) for c in chars)
-    words = ' -400 '.join('<%s>' % ''.join('%04X' % cid[c] for c in w) for w in text.split(' '))
-    cmap = ('/CIDInit /ProcSet findresource begin 12 dict begin begincmap\n'
-            '/CMapName /Corpus def /CMapType 2 def\n'
-            '1 begincodespacerange <0000> <FFFF> endcodespacerange\n'
-            '%d beginbfchar\n%s\nendbfchar\nendcmap CMapName currentdict /CMap defineresource pop end end\n'
-            % (len(chars), '\n'.join('<%04X> <%s>' % (cid[c], c.encode('utf-16-be').hex().upper())
-                                     for c in chars)))
-    content = 'BT /F1 12 Tf 72 720 Td [%s] TJ ET\n' % words
-    objects = ['<< /Type /Catalog /Pages 2 0 R >>', '<< /Type /Pages /Kids [3 0 R] /Count 1 >>',
-               '<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R'
-               ' /Resources << /Font << /F1 5 0 R >> >> >>',
-               '<< /Length %d >>\nstream\n%sendstream' % (len(content), content),
-               '<< /Type /Font /Subtype /Type0 /BaseFont /Corpus /Encoding /Identity-H'
-               ' /DescendantFonts [6 0 R] /ToUnicode 7 0 R >>',
-               '<< /Type /Font /Subtype /CIDFontType2 /BaseFont /Corpus'
-               ' /CIDSystemInfo << /Registry (Adobe) /Ordering (Identity) /Supplement 0 >> /DW 1000'
-               ' /W [1 [%s]] >>' % widths,
-               '<< /Length %d >>\nstream\n%sendstream' % (len(cmap), cmap)]
-    out = b'%PDF-1.4\n'
-    offsets = []
-    for i, obj in enumerate(objects):
-        offsets.append(len(out))
-        out += b'%d 0 obj\n%s\nendobj\n' % (i + 1, obj.encode('latin-1'))
-    xref = len(out)
-    out += b'xref\n0 %d\n0000000000 65535 f \n' % (len(objects) + 1)
-    for off in offsets:
-        out += b'%010d 00000 n \n' % off
-    out += b'trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n' % (len(objects) + 1, xref)
-    return out
 
 
 OFFICE = {
