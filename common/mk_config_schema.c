@@ -116,6 +116,24 @@ const struct mk_config_key mk_config_schema[] = {
     S("rule *", "subject_prefix", ""),
     S("rule *", "reply", ""),
 
+    /* [av] */
+    MILTER_KEYS("av", "10027"),
+    P("av", "database_dir", "/var/lib/clamav"),
+    Z("av", "max_scansize", "100M", 1024, 0),
+    Z("av", "max_filesize", "25M", 1024, 0),
+    I("av", "max_recursion", "16", 1, 64),
+    I("av", "max_files", "10000", 1, 1000000),
+    D("av", "max_scantime", "2m", 1, 3600),
+    Z("av", "memory_limit", "10M", 0, 0),
+    P("av", "temp_dir", "/var/tmp"),
+    I("av", "max_concurrent_scans", "0", 0, 1024),
+    E("av", "inbound_action", "reject", "tag|quarantine|reject|discard"),
+    E("av", "outbound_action", "reject", "tag|quarantine|reject|discard"),
+    E("av", "internal_action", "reject", "tag|quarantine|reject|discard"),
+    E("av", "encrypted_action", "quarantine", "accept|tag|quarantine|reject"),
+    E("av", "limits_action", "quarantine", "accept|tag|quarantine|reject"),
+    S("av", "tag_header", "X-Mailkeep-AV"),
+
     /* [quarantine]: the hold queue that DLP and antivirus share */
     P("quarantine", "postfix_config", "/etc/postfix"),
 };

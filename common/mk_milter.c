@@ -194,7 +194,7 @@ static void mk_milter_reload(bool full)
         mk_log(MK_LOG_ERROR, NULL, "reload failed; generation %lu stays in force", cur->number);
         free(error);
     } else {
-        mk_milter_install(gen, full ? "SIGUSR1" : "list file changed");
+        mk_milter_install(gen, full ? "SIGUSR1" : "watched file changed");
     }
     mk_milter_release(cur);
 }

@@ -3,7 +3,9 @@ the Office and OpenDocument formats (a zip of XML parts) and PDF. Each
 takes the text to carry, so that a test can put any content, personal
 data included, in any container."""
 import io
+import struct
 import zipfile
+import zlib
 
 
 def zip_bytes(members):
@@ -107,3 +109,43 @@ def pdf(text):
         out += b'%010d 00000 n \n' % off
     out += b'trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n' % (len(objects) + 1, xref)
     return out
+
+
+def _crc_byte(crc, byte):
+    return zlib.crc32(bytes([byte]), crc ^ 0xFFFFFFFF) ^ 0xFFFFFFFF
+
+
+def _zipcrypto(data, password, crc):
+    """PKWARE traditional encryption (APPNOTE 6.1), which zipfile reads but
+    cannot write."""
+    keys = [0x12345678, 0x23456789, 0x34567890]
+
+    def update(byte):
+        keys[0] = _crc_byte(keys[0], byte)
+        keys[1] = ((keys[1] + (keys[0] & 0xFF)) * 134775813 + 1) & 0xFFFFFFFF
+        keys[2] = _crc_byte(keys[2], keys[1] >> 24)
+
+    def stream_byte():
+        t = (keys[2] | 2) & 0xFFFF
+        return ((t * (t ^ 1)) >> 8) & 0xFF
+
+    for b in password:
+        update(b)
+    out = bytearray()
+    for b in bytes(range(11)) + bytes([crc >> 24]) + data:
+        out.append(b ^ stream_byte())
+        update(b)
+    return bytes(out)
+
+
+def encrypted_zip(name, data, password=b'password'):
+    """A zip with one member encrypted with a password."""
+    name = name.encode()
+    crc = zlib.crc32(data)
+    body = _zipcrypto(data, password, crc)
+    local = struct.pack('<IHHHHHIIIHH', 0x04034B50, 20, 1, 0, 0, 0, crc, len(body), len(data),
+                        len(name), 0) + name + body
+    central = struct.pack('<IHHHHHHIIIHHHHHII', 0x02014B50, 20, 20, 1, 0, 0, 0, crc, len(body),
+                          len(data), len(name), 0, 0, 0, 0, 0, 0) + name
+    return local + central + struct.pack('<IHHHHIIH', 0x06054B50, 0, 0, 1, 1, len(central),
+                                         len(local), 0)

@@ -295,7 +295,7 @@ def test_list_change_takes_effect_live_without_dropping_a_session(env):
     assert open_session.mail('someone@good.example')[0] == 250
     before = len(milter.log())
     write(milter.path('bad-clients'), open(milter.path('bad-clients')).read() + '203.0.113.99\n')
-    assert milter.wait_log('list file changed: configuration generation', start=before)
+    assert milter.wait_log('watched file changed: configuration generation', start=before)
     # the session that began under the old lists finishes under them
     assert open_session.rcpt('alice@example.com')[0] == 250
     code, _ = open_session.data(mkstack.build_message('someone@good.example', ['alice@example.com'],
@@ -319,7 +319,7 @@ def test_broken_list_keeps_the_running_rules(env):
     res = send(st, '203.0.113.50', 'x@spam.example', ['alice@example.com'])
     assert res.mail[0] == 550, res.describe()
     write(milter.path('bad-senders'), good)
-    assert milter.wait_log('list file changed', start=before)
+    assert milter.wait_log('watched file changed', start=before)
 
 
 def test_sigusr1_rereads_the_configuration(env):

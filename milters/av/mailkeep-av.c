@@ -1,0 +1,477 @@
+/*
+ * NAME
+ *	mailkeep-av 8
+ * SUMMARY
+ *	antivirus milter with an embedded ClamAV engine
+ * DESCRIPTION
+ *	Each configuration generation (mk_milter) holds one compiled ClamAV
+ *	engine. The shell watches the database directory and its files: a
+ *	signature update builds a new generation, and so a new engine, in
+ *	the background; scans in flight finish on the engine they started
+ *	with. There is no moment where mail passes unscanned or is refused
+ *	because of the swap.
+ *
+ *	Messages are kept in memory up to [av] memory_limit and beyond that
+ *	in an unlinked temporary file; the whole message is scanned at end
+ *	of message (ClamAV parses the MIME structure, archives and
+ *	documents itself), at most max_concurrent_scans at once. The action
+ *	for an infected message is the most severe one configured for the
+ *	directions of its recipients; encrypted content and exceeded limits
+ *	have their own actions, never a silent pass. A scan that fails makes
+ *	the MTA tempfail. See mailkeep-av(8).
+ */
+#include "config.h"
+
+#include <clamav.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "av_engine.h"
+#include "mk_log.h"
+#include "mk_milter.h"
+#include "mk_util.h"
+
+enum av_action { AV_ACCEPT, AV_TAG, AV_QUARANTINE, AV_REJECT, AV_DISCARD };
+
+static const char *const av_action_names[] = {"accept", "tag", "quarantine", "reject", "discard"};
+
+struct av_policy {
+    struct av_engine *engine;
+    enum av_action direction_action[3];     /* by enum mk_direction */
+    enum av_action encrypted_action, limits_action;
+    size_t memory_limit;
+    char *temp_dir;
+    char *tag_header;
+    long max_scans;
+};
+
+struct av_conn {
+    struct mk_milter_gen *gen;
+    struct mk_ip ip;
+    bool have_ip;
+    char ip_text[MK_IP_TEXT_MAX];
+    char *daemon_name;
+    char *login;
+    char **rcpts;
+    size_t nrcpts;
+    char *buf;                          /* the message while it is small */
+    size_t len, cap;
+    int fd;                             /* or an unlinked file once it is not; -1 */
+    bool failed;                        /* could not store it: tempfail */
+};
+
+static pthread_mutex_t av_gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t av_gate_free = PTHREAD_COND_INITIALIZER;
+static int av_scans_running;
+static long av_ncpu = 1;
+
+static struct av_policy *av_policy_of(const struct av_conn *c)
+{
+    return c->gen->policy;
+}
+
+static int av_action_parse(const char *name, enum av_action *a)
+{
+    for (size_t i = 0; i < MK_ARRAY_LEN(av_action_names); i++)
+        if (strcasecmp(name, av_action_names[i]) == 0) {
+            *a = (enum av_action) i;
+            return 0;
+        }
+    return -1;
+}
+
+static void av_message_reset(struct av_conn *c)
+{
+    free(c->login);
+    mk_str_array_free(c->rcpts);
+    free(c->buf);
+    if (c->fd >= 0)
+        close(c->fd);
+    c->login = c->buf = NULL;
+    c->rcpts = NULL;
+    c->nrcpts = c->len = c->cap = 0;
+    c->fd = -1;
+    c->failed = false;
+}
+
+static void av_conn_free(struct av_conn *c)
+{
+    if (c == NULL)
+        return;
+    av_message_reset(c);
+    free(c->daemon_name);
+    mk_milter_release(c->gen);
+    free(c);
+}
+
+static void av_write_all(struct av_conn *c, const char *data, size_t len)
+{
+    while (len > 0 && !c->failed) {
+        ssize_t n = write(c->fd, data, len);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            c->failed = true;
+            return;
+        }
+        data += n;
+        len -= (size_t) n;
+    }
+}
+
+/* Keep the message in memory while it is small, then in an unlinked file. */
+static void av_append(struct av_conn *c, const char *data, size_t len)
+{
+    struct av_policy *p = av_policy_of(c);
+
+    if (c->failed)
+        return;
+    if (c->fd < 0 && c->len + len > p->memory_limit) {
+        if ((c->fd = open(p->temp_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600)) < 0) {
+            mk_log(MK_LOG_ERROR, NULL, "cannot create a temporary file in %s: %s", p->temp_dir,
+                   strerror(errno));
+            c->failed = true;
+            return;
+        }
+        av_write_all(c, c->buf ? c->buf : "", c->len);
+        free(c->buf);
+        c->buf = NULL;
+        c->cap = 0;
+    }
+    if (c->fd >= 0) {
+        av_write_all(c, data, len);
+        c->len += len;
+        return;
+    }
+    if (c->len + len + 1 > c->cap) {
+        c->cap = (c->len + len + 1) * 2;
+        c->buf = mk_xrealloc(c->buf, c->cap);
+    }
+    memcpy(c->buf + c->len, data, len);
+    c->len += len;
+}
+
+static sfsistat av_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
+{
+    struct av_conn *c = smfi_getpriv(ctx);
+    const char *daemon = mk_milter_macro(ctx, "{daemon_name}");
+
+    (void) hostname;
+    av_conn_free(c);
+    c = mk_xcalloc(1, sizeof(*c));
+    c->fd = -1;
+    c->gen = mk_milter_acquire();
+    smfi_setpriv(ctx, c);
+    c->have_ip = mk_ip_from_sockaddr(hostaddr, &c->ip) == 0;
+    if (c->have_ip)
+        mk_ip_format(&c->ip, c->ip_text, sizeof(c->ip_text));
+    else
+        snprintf(c->ip_text, sizeof(c->ip_text), "local");
+    c->daemon_name = daemon ? mk_xstrdup(daemon) : NULL;
+    return SMFIS_CONTINUE;
+}
+
+static sfsistat av_envfrom(SMFICTX *ctx, char **argv)
+{
+    struct av_conn *c = smfi_getpriv(ctx);
+    const char *login = mk_milter_macro(ctx, "{auth_authen}");
+
+    (void) argv;
+    if (c == NULL)
+        return SMFIS_TEMPFAIL;
+    av_message_reset(c);
+    c->login = login ? mk_xstrdup(login) : NULL;
+    c->rcpts = mk_xcalloc(1, sizeof(char *));
+    return SMFIS_CONTINUE;
+}
+
+static sfsistat av_envrcpt(SMFICTX *ctx, char **argv)
+{
+    struct av_conn *c = smfi_getpriv(ctx);
+    char *rcpt;
+
+    if (c == NULL || c->rcpts == NULL)
+        return SMFIS_TEMPFAIL;
+    rcpt = mk_addr_normalize(argv[0]);
+    c->rcpts = mk_xrealloc(c->rcpts, (c->nrcpts + 2) * sizeof(char *));
+    c->rcpts[c->nrcpts++] = rcpt ? rcpt : mk_xstrdup(argv[0]);
+    c->rcpts[c->nrcpts] = NULL;
+    return SMFIS_CONTINUE;
+}
+
+static sfsistat av_header(SMFICTX *ctx, char *name, char *value)
+{
+    struct av_conn *c = smfi_getpriv(ctx);
+
+    if (c == NULL)
+        return SMFIS_TEMPFAIL;
+    av_append(c, name, strlen(name));
+    av_append(c, ": ", 2);
+    av_append(c, value, strlen(value));
+    av_append(c, "\r\n", 2);
+    return SMFIS_CONTINUE;
+}
+
+static sfsistat av_eoh(SMFICTX *ctx)
+{
+    struct av_conn *c = smfi_getpriv(ctx);
+
+    if (c == NULL)
+        return SMFIS_TEMPFAIL;
+    av_append(c, "\r\n", 2);
+    return SMFIS_CONTINUE;
+}
+
+static sfsistat av_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
+{
+    struct av_conn *c = smfi_getpriv(ctx);
+
+    if (c == NULL)
+        return SMFIS_TEMPFAIL;
+    av_append(c, (const char *) chunk, len);
+    return SMFIS_CONTINUE;
+}
+
+static enum av_result av_scan(SMFICTX *ctx, struct av_conn *c, const char **virus)
+{
+    struct av_policy *p = av_policy_of(c);
+    struct timespec until;
+    enum av_result r;
+
+    pthread_mutex_lock(&av_gate_lock);
+    while (av_scans_running >= (p->max_scans ? p->max_scans : av_ncpu)) {
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 10;
+        if (pthread_cond_timedwait(&av_gate_free, &av_gate_lock, &until) == ETIMEDOUT) {
+            pthread_mutex_unlock(&av_gate_lock);
+            smfi_progress(ctx);
+            pthread_mutex_lock(&av_gate_lock);
+        }
+    }
+    av_scans_running++;
+    pthread_mutex_unlock(&av_gate_lock);
+    if (c->fd >= 0) {
+        lseek(c->fd, 0, SEEK_SET);
+        r = av_engine_scan_fd(p->engine, c->fd, virus);
+    } else {
+        r = av_engine_scan_memory(p->engine, c->buf ? c->buf : "", c->len, virus);
+    }
+    pthread_mutex_lock(&av_gate_lock);
+    av_scans_running--;
+    pthread_cond_signal(&av_gate_free);
+    pthread_mutex_unlock(&av_gate_lock);
+    return r;
+}
+
+/* The most severe action among the directions of the recipients. */
+static int av_infected_action(struct av_conn *c, enum av_action *action)
+{
+    struct av_policy *p = av_policy_of(c);
+    struct mk_origin origin = mk_origin_classify(c->gen->origin, c->have_ip ? &c->ip : NULL,
+                                                 c->login, c->daemon_name);
+
+    *action = AV_ACCEPT;
+    for (size_t i = 0; i < c->nrcpts; i++) {
+        const char *domain = mk_addr_domain(c->rcpts[i]);
+        enum mk_dir_status st = domain ? mk_directory_domain(c->gen->dir, domain) : MK_DIR_FOUND;
+        enum av_action a;
+
+        if (st == MK_DIR_TEMPFAIL)
+            return -1;
+        a = p->direction_action[mk_direction_of(&origin, st == MK_DIR_FOUND)];
+        if (a > *action)
+            *action = a;
+    }
+    return 0;
+}
+
+static sfsistat av_eom(SMFICTX *ctx)
+{
+    struct av_conn *c = smfi_getpriv(ctx);
+    const char *qid = mk_milter_queue_id(ctx), *virus = NULL;
+    struct av_policy *p;
+    enum av_action action;
+    enum av_result r;
+    char *what;
+    sfsistat rc = SMFIS_CONTINUE;
+
+    if (c == NULL || c->rcpts == NULL)
+        return SMFIS_TEMPFAIL;
+    p = av_policy_of(c);
+    if (c->failed) {
+        mk_log(MK_LOG_ERROR, qid, "tempfail: the message could not be stored for scanning");
+        mk_milter_reply(ctx, "451", "4.3.0", "Temporary local problem; try again later");
+        av_message_reset(c);
+        return SMFIS_TEMPFAIL;
+    }
+    r = av_scan(ctx, c, &virus);
+    switch (r) {
+    case AV_CLEAN:
+        av_message_reset(c);
+        return SMFIS_CONTINUE;
+    case AV_ERROR:
+        mk_log(MK_LOG_ERROR, qid, "tempfail: scan failed: %s", virus);
+        mk_milter_reply(ctx, "451", "4.3.0", "Virus scanner failure; try again later");
+        av_message_reset(c);
+        return SMFIS_TEMPFAIL;
+    case AV_ENCRYPTED:
+        action = p->encrypted_action;
+        break;
+    case AV_LIMITS:
+        action = p->limits_action;
+        break;
+    case AV_INFECTED:
+    default:
+        if (av_infected_action(c, &action) < 0) {
+            mk_milter_reply(ctx, "451", "4.3.0", "Directory temporarily unavailable; try again later");
+            av_message_reset(c);
+            return SMFIS_TEMPFAIL;
+        }
+        break;
+    }
+    mk_log(MK_LOG_INFO, qid, "%s: from [%s]: %s", av_action_names[action], c->ip_text, virus);
+    what = mk_xasprintf("%s %s", r == AV_INFECTED ? "infected:" : "unscannable:", virus);
+    switch (action) {
+    case AV_ACCEPT:
+        break;
+    case AV_TAG:
+        if (smfi_addheader(ctx, p->tag_header, what) == MI_FAILURE)
+            rc = SMFIS_TEMPFAIL;
+        break;
+    case AV_QUARANTINE: {
+        char *reason = mk_xasprintf("mailkeep-av: %s", what);
+
+        if (smfi_addheader(ctx, "X-Mailkeep-Quarantine", reason) == MI_FAILURE
+            || smfi_quarantine(ctx, reason) == MI_FAILURE)
+            rc = SMFIS_TEMPFAIL;
+        free(reason);
+        break;
+    }
+    case AV_REJECT:
+        mk_milter_reply(ctx, "550", "5.7.1", "Message refused: %s %s",
+                        r == AV_INFECTED ? "virus found:" : "cannot be scanned:", virus);
+        rc = SMFIS_REJECT;
+        break;
+    case AV_DISCARD:
+        rc = SMFIS_DISCARD;
+        break;
+    }
+    free(what);
+    av_message_reset(c);
+    return rc;
+}
+
+static sfsistat av_abort(SMFICTX *ctx)
+{
+    struct av_conn *c = smfi_getpriv(ctx);
+
+    if (c)
+        av_message_reset(c);
+    return SMFIS_CONTINUE;
+}
+
+static sfsistat av_close(SMFICTX *ctx)
+{
+    av_conn_free(smfi_getpriv(ctx));
+    smfi_setpriv(ctx, NULL);
+    return SMFIS_CONTINUE;
+}
+
+static sfsistat av_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
+                             unsigned long f3, unsigned long *pf0, unsigned long *pf1,
+                             unsigned long *pf2, unsigned long *pf3)
+{
+    unsigned long need = SMFIF_ADDHDRS | SMFIF_QUARANTINE;
+
+    (void) ctx;
+    (void) f2;
+    (void) f3;
+    if ((f0 & need) != need)
+        return SMFIS_REJECT;
+    *pf0 = need;
+    *pf1 = f1 & (SMFIP_NOHELO | SMFIP_NOUNKNOWN | SMFIP_NODATA);
+    *pf2 = 0;
+    *pf3 = 0;
+    return SMFIS_CONTINUE;
+}
+
+static void av_unload(void *policy)
+{
+    struct av_policy *p = policy;
+
+    if (p == NULL)
+        return;
+    av_engine_free(p->engine);
+    free(p->temp_dir);
+    free(p->tag_header);
+    free(p);
+}
+
+static void *av_load(const struct mk_config *cfg, struct mk_directory *dir,
+                     struct mk_milter_watch *watch, char **error)
+{
+    static const char *const keys[3] = {"inbound_action", "outbound_action", "internal_action"};
+    struct av_policy *p = mk_xcalloc(1, sizeof(*p));
+    char **files = NULL;
+
+    (void) dir;
+    p->engine = av_engine_load(cfg, &files, error);
+    /* Watch the databases even when they failed to load: a fix is a change. */
+    for (char **f = files; f && *f; f++)
+        mk_milter_watch(watch, *f);
+    mk_str_array_free(files);
+    if (p->engine == NULL) {
+        av_unload(p);
+        return NULL;
+    }
+    for (int i = 0; i < 3; i++)
+        (void) av_action_parse(mk_config_str(cfg, "av", keys[i]), &p->direction_action[i]);
+    (void) av_action_parse(mk_config_str(cfg, "av", "encrypted_action"), &p->encrypted_action);
+    (void) av_action_parse(mk_config_str(cfg, "av", "limits_action"), &p->limits_action);
+    p->memory_limit = (size_t) mk_config_num(cfg, "av", "memory_limit");
+    p->temp_dir = mk_xstrdup(mk_config_str(cfg, "av", "temp_dir"));
+    p->tag_header = mk_xstrdup(mk_config_str(cfg, "av", "tag_header"));
+    p->max_scans = (long) mk_config_num(cfg, "av", "max_concurrent_scans");
+    mk_log(MK_LOG_INFO, NULL, "ClamAV engine loaded: %u signatures", av_engine_signatures(p->engine));
+    return p;
+}
+
+static struct smfiDesc av_desc = {
+    .xxfi_name = "mailkeep-av",
+    .xxfi_version = SMFI_VERSION,
+    .xxfi_flags = SMFIF_ADDHDRS | SMFIF_QUARANTINE,
+    .xxfi_connect = av_connect,
+    .xxfi_envfrom = av_envfrom,
+    .xxfi_envrcpt = av_envrcpt,
+    .xxfi_header = av_header,
+    .xxfi_eoh = av_eoh,
+    .xxfi_body = av_body,
+    .xxfi_eom = av_eom,
+    .xxfi_abort = av_abort,
+    .xxfi_close = av_close,
+    .xxfi_negotiate = av_negotiate,
+};
+
+static const struct mk_milter_app av_app = {
+    "mailkeep-av", "av", &av_desc, av_load, av_unload,
+};
+
+int main(int argc, char **argv)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    cl_error_t rc;
+
+    av_ncpu = ncpu > 0 ? ncpu : 1;
+    if ((rc = cl_init(CL_INIT_DEFAULT)) != CL_SUCCESS) {
+        mk_log(MK_LOG_ERROR, NULL, "cannot initialise libclamav: %s", cl_strerror(rc));
+        return 70;
+    }
+    return mk_milter_main(&av_app, argc, argv);
+}
