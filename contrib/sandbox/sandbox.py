@@ -28,7 +28,9 @@ STATE = os.environ.get('MK_SANDBOX_DIR', '/var/tmp/mailkeep-sandbox')
 PIDFILE = os.path.join(STATE, 'supervisor.pid')
 INFO = os.path.join(STATE, 'sandbox.json')
 PORTS = {'smtp': 2525, 'imap': 1143, 'pop3': 1110, 'lmtp': 2424, 'dovecot_auth': 2426,
-         'ldap': 3389, 'sink': 2526, 'block': 10025, 'dlp': 10026}
+         'ldap': 3389, 'sink': 2526, 'block': 10025, 'dlp': 10026, 'av': 10027}
+
+EICAR = b'X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
 
 LISTS = {
     'bad-clients': '# Client networks refused at connect (mailkeep-block(8), LIST FILES)\n'
@@ -131,6 +133,48 @@ action = quarantine
 """
 
 
+def av_setup(slapd):
+    """mailkeep-av's directory: a signature for the EICAR test file made
+    with sigtool (no signatures can be downloaded here; with network, run
+    freshclam and set database_dir = /var/lib/clamav), the test file itself,
+    and the configuration."""
+    d = os.path.join(STATE, 'av')
+    db = os.path.join(d, 'db')
+    os.makedirs(db, exist_ok=True)
+    sample = os.path.join(d, 'eicar.com')
+    with open(sample, 'wb') as f:
+        f.write(EICAR)
+    line = subprocess.run(['sigtool', '--md5', sample], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    md5, size, _ = line.split(':', 2)
+    with open(os.path.join(db, 'sandbox.hdb'), 'w') as f:
+        f.write('%s:%s:Eicar-Test-Signature\n' % (md5, size))
+    conf = os.path.join(d, 'mailkeep.conf')
+    with open(conf, 'w') as f:
+        f.write(f"""# mailkeep.conf for the sandbox's mailkeep-av: see mailkeep.conf(5), mailkeep-av(8)
+[global]
+log = stderr
+directory = ldap
+trusted_networks = 127.0.0.0/8 ::1/128
+
+[ldap]
+uri = {slapd.uri}
+base = {slapd.base_dn}
+bind_dn = {slapd.service_dn}
+bind_password = {slapd.service_pw}
+
+[av]
+socket = inet:{PORTS['av']}@127.0.0.1
+# with network access: apt-get install clamav-freshclam, and use /var/lib/clamav
+database_dir = {db}
+temp_dir = {d}
+inbound_action = reject
+outbound_action = quarantine
+internal_action = quarantine
+""")
+    return conf, sample
+
+
 def serve():
     """The supervisor: start everything, write the info file, wait for SIGTERM."""
     stop = []
@@ -182,7 +226,21 @@ def serve():
             dlp.start()
             daemons.append(dlp)
             dsock = 'inet:127.0.0.1:%d' % PORTS['dlp']
-            st.postfix.set_params(smtpd_milters=milters + ', ' + dsock, non_smtpd_milters=dsock)
+            milters += ', ' + dsock
+            st.postfix.set_params(smtpd_milters=milters, non_smtpd_milters=dsock)
+        av = None
+        av_binary = os.path.join(BUILDDIR, 'milters', 'av', 'mailkeep-av')
+        if os.path.exists(av_binary):
+            aconf, eicar = av_setup(st.slapd)
+            av = mkstack.Daemon([av_binary, '-f', '-c', aconf], port=PORTS['av'],
+                                workdir=os.path.join(STATE, 'av'), name='mailkeep-av')
+            av.start()
+            daemons.append(av)
+            # the gateway order: block the sender first, then scan
+            block_sock = 'inet:127.0.0.1:%d' % PORTS['block']
+            av_sock = 'inet:127.0.0.1:%d' % PORTS['av']
+            milters = milters.replace(block_sock, block_sock + ', ' + av_sock)
+            st.postfix.set_params(smtpd_milters=milters)
         info = {
             'pid': os.getpid(),
             'state': STATE,
@@ -202,6 +260,9 @@ def serve():
             'dlp_config': os.path.join(STATE, 'dlp', 'mailkeep.conf') if dlp else None,
             'dlp_log': dlp.stderr_path if dlp else None,
             'dlp_incidents': os.path.join(STATE, 'dlp', 'incidents.jsonl') if dlp else None,
+            'av_config': aconf if av else None,
+            'av_eicar': eicar if av else None,
+            'av_log': av.stderr_path if av else None,
         }
         with open(INFO + '.tmp', 'w') as f:
             json.dump(info, f, indent=1)
@@ -251,6 +312,18 @@ def dlp_help(i):
 """
 
 
+def av_help(i):
+    if not i.get('av_config'):
+        return ''
+    p = i['ports']
+    return f"""  # mailkeep-av (milter inet:{p['av']}@127.0.0.1, {i['av_config']}):
+  # the EICAR test file is refused coming in
+  swaks -s 127.0.0.1:{i['smtp_port']} --xclient-addr 203.0.113.5 -f x@good.example \\
+        -t alice@example.com --attach {i['av_eicar']}
+  # add a signature (sigtool --md5 FILE >> .../db/local.hdb): it is live within seconds
+"""
+
+
 def show():
     i = json.load(open(INFO))
     p = i['ports']
@@ -280,7 +353,7 @@ Try it:
   swaks -s 127.0.0.1:{i['smtp_port']} --xclient-addr 203.0.113.5 -f deals@promo.example -t bob@example.com
   curl -s -u bob@example.com:mailkeep 'imap://127.0.0.1:{p['imap']}/Junk;UID=1'
 
-{dlp_help(i)}
+{dlp_help(i)}{av_help(i)}
   Edit a list (it reloads within seconds): {i['block_lists']}/bad-senders
   Reload the configuration: kill -USR1 {i['block_pid']}   ({i['block_config']})
   Logs: {i['block_log']}
