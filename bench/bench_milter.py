@@ -22,7 +22,13 @@ Reported per mode: SMTP acceptance rate (smtp-source's wall time) and
 end-to-end rate (until the last message reached the sink), and the
 filters' CPU time and peak resident memory.
 
-usage: bench/bench_milter.py block|dlp [MESSAGES]   (as root; MK_BUILDDIR = build tree)
+av: mailkeep-av scans the same message as dlp with a generated signature
+set (5,000 MD5 signatures and 200 body patterns, plus EICAR); the
+competitor is Debian's clamav-milter talking to clamd, both loaded with
+the same signatures, in the same run (packages clamav-daemon and
+clamav-milter; skipped, and said so, when they are missing).
+
+usage: bench/bench_milter.py block|dlp|av [MESSAGES]   (as root; MK_BUILDDIR = build tree)
 """
 import os
 import random
@@ -40,6 +46,7 @@ import mkstack  # noqa: E402
 BUILDDIR = os.environ.get('MK_BUILDDIR', os.path.join(ROOT, 'build'))
 BLOCK = os.path.join(BUILDDIR, 'milters', 'block', 'mailkeep-block')
 DLP = os.path.join(BUILDDIR, 'milters', 'dlp', 'mailkeep-dlp')
+AV = os.path.join(BUILDDIR, 'milters', 'av', 'mailkeep-av')
 NULL_MILTER = os.path.join(BUILDDIR, 'bench', 'null-milter')
 SESSIONS = int(os.environ.get('MK_BENCH_SESSIONS', '20'))
 SIZE = 2048
@@ -100,6 +107,63 @@ def write_dlp_config(d, port):
     return path
 
 
+def write_av_db(d):
+    """A signature set the benchmark makes itself: no download is possible."""
+    import hashlib
+    db = os.path.join(d, 'db')
+    os.makedirs(db, exist_ok=True)
+    rnd = random.Random(7)
+    with open(os.path.join(db, 'bench.hdb'), 'w') as f:
+        eicar = b'X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
+        f.write('%s:%d:Eicar-Test-Signature\n' % (hashlib.md5(eicar).hexdigest(), len(eicar)))
+        for i in range(5000):
+            f.write('%032x:%d:Bench.Hash.%d\n' % (rnd.getrandbits(128), rnd.randrange(100, 100000), i))
+    with open(os.path.join(db, 'bench.ndb'), 'w') as f:
+        for i in range(200):
+            f.write('Bench.Body.%d:0:*:%s\n' % (i, '%032x' % rnd.getrandbits(128)))
+    return db
+
+
+def write_av_config(d, port, db):
+    path = os.path.join(d, 'mailkeep.conf')
+    with open(path, 'w') as f:
+        f.write('[global]\nlog = stderr\ntrusted_networks = 10.0.0.0/8\n'
+                'directory = files\ndirectory_domains_file = %s/domains\n'
+                '[av]\nsocket = inet:%d@127.0.0.1\ndatabase_dir = %s\ntemp_dir = %s\n'
+                % (d, port, db, d))
+    return path
+
+
+def start_clamav_milter(work, db):
+    """clamd and clamav-milter on loopback, with the same signatures; None
+    when Debian's packages are not installed."""
+    import shutil
+    if not (shutil.which('clamd', path='/usr/sbin:/usr/bin')
+            and shutil.which('clamav-milter', path='/usr/sbin:/usr/bin')):
+        print('clamd or clamav-milter missing (apt-get install clamav-daemon clamav-milter): '
+              'no comparison', flush=True)
+        return []
+    d = os.path.join(work, 'clamav')
+    os.makedirs(d, exist_ok=True)
+    cport, mport = mkstack.free_port(), mkstack.free_port()
+    with open(os.path.join(d, 'clamd.conf'), 'w') as f:
+        f.write('Foreground yes\nTCPSocket %d\nTCPAddr 127.0.0.1\nDatabaseDirectory %s\n'
+                'TemporaryDirectory %s\nLogFile %s/clamd.log\nUser root\nMaxThreads 12\n'
+                % (cport, db, d, d))
+    with open(os.path.join(d, 'clamav-milter.conf'), 'w') as f:
+        f.write('Foreground yes\nMilterSocket inet:%d@127.0.0.1\nClamdSocket tcp:127.0.0.1:%d\n'
+                'OnInfected Reject\nOnFail Defer\nAddHeader No\nLogFile %s/clamav-milter.log\n'
+                'User root\n' % (mport, cport, d))
+    clamd = mkstack.Daemon(['clamd', '-c', os.path.join(d, 'clamd.conf')], port=cport,
+                           workdir=d, name='clamd', start_timeout=120)
+    clamd.start()
+    milter = mkstack.Daemon(['clamav-milter', '-c', os.path.join(d, 'clamav-milter.conf')],
+                            port=mport, workdir=d, name='clamav-milter')
+    milter.start()
+    milter.socket = 'inet:127.0.0.1:%d' % mport
+    return [clamd, milter]
+
+
 def write_config(d, port):
     path = os.path.join(d, 'mailkeep.conf')
     with open(path, 'w') as f:
@@ -148,13 +212,14 @@ def peak_rss_kib(pid):
 
 
 def main():
-    if len(sys.argv) < 2 or sys.argv[1] not in ('block', 'dlp'):
+    if len(sys.argv) < 2 or sys.argv[1] not in ('block', 'dlp', 'av'):
         sys.stderr.write(__doc__)
         return 64
     which = sys.argv[1]
     messages = int(sys.argv[2]) if len(sys.argv) > 2 else 10000
     work = mkstack.make_workdir('mk-bench-')
     sink = milter = null = postfix = None
+    others = []
     try:
         sink_port = mkstack.free_port()
         sink = mkstack.Daemon(['smtp-sink', '-u', 'postfix', '127.0.0.1:%d' % sink_port, '256'],
@@ -167,15 +232,20 @@ def main():
         message_file = None
         if which == 'block':
             argv = [BLOCK, '-f', '-c', write_config(mdir, mport)]
-        else:
+        elif which == 'dlp':
             argv = [DLP, '-f', '-c', write_dlp_config(mdir, mport)]
             message_file = write_dlp_message(mdir)
+        else:
+            db = write_av_db(mdir)
+            argv = [AV, '-f', '-c', write_av_config(mdir, mport, db)]
+            message_file = write_dlp_message(mdir)
+            others = start_clamav_milter(work, db)
         name = 'mailkeep-' + which
         milter = mkstack.Daemon(argv, port=mport, workdir=mdir, name=name)
         milter.start()
         nport = mkstack.free_port()
         null = mkstack.Daemon([NULL_MILTER, 'inet:%d@127.0.0.1' % nport]
-                              + (['body'] if which == 'dlp' else []), port=nport,
+                              + (['body'] if which != 'block' else []), port=nport,
                               workdir=work, name='null-milter')
         null.start()
         postfix = mkstack.Postfix(work, dovecot=None,
@@ -187,6 +257,8 @@ def main():
         postfix.start()
         sockets = {'bare': '', 'null-milter': 'inet:127.0.0.1:%d' % nport,
                    name: 'inet:127.0.0.1:%d' % mport}
+        if others:
+            sockets['clamav-milter+clamd'] = others[1].socket
         results = {mode: [] for mode in sockets}
         # a short warm-up so that every mode starts with processes running
         run_once(postfix, 200, message_file)
@@ -199,6 +271,21 @@ def main():
         mean = {mode: [sum(r[i] for r in runs) / len(runs) for i in (0, 1)]
                 for mode, runs in results.items()}
         bare, nul, filt = mean['bare'], mean['null-milter'], mean[name]
+        if others:
+            theirs = mean['clamav-milter+clamd']
+            print()
+            print('| %s vs clamav-milter + clamd | mailkeep-av | clamav-milter + clamd | ratio |' % which)
+            print('|---|---|---|---|')
+            for i, what in ((0, 'SMTP acceptance (msg/s)'), (1, 'end to end (msg/s)')):
+                print('| %s | %.0f | %.0f | %.1f%% |' % (what, filt[i], theirs[i], 100 * filt[i] / theirs[i]))
+            print('| peak RSS (MiB) | %.1f | %.1f (clamd %.1f + milter %.1f) | |' % (
+                peak_rss_kib(milter.pid) / 1024,
+                (peak_rss_kib(others[0].pid) + peak_rss_kib(others[1].pid)) / 1024,
+                peak_rss_kib(others[0].pid) / 1024, peak_rss_kib(others[1].pid) / 1024))
+            print('| CPU per 1,000 messages (s) | %.2f | %.2f | |' % (
+                cpu_seconds(milter.pid) * 1000.0 / (2 * messages + 200),
+                (cpu_seconds(others[0].pid) + cpu_seconds(others[1].pid)) * 1000.0 / (2 * messages)))
+            print()
         rss = peak_rss_kib(milter.pid)
         cpu = cpu_seconds(milter.pid)
         ncpu = cpu_seconds(null.pid)
@@ -217,7 +304,7 @@ def main():
         print('\nmilter refusals during the run (must be 0): %d' % refusals)
         return 0 if refusals == 0 else 1
     finally:
-        for comp in (postfix, milter, null, sink):
+        for comp in [postfix, milter, null, sink] + others[::-1]:
             if comp is not None:
                 comp.stop()
         mkstack._remove_workdir(work)

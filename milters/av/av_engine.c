@@ -5,18 +5,59 @@
 
 #include <clamav.h>
 #include <dirent.h>
+#include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "av_engine.h"
+#include "mk_log.h"
 #include "mk_util.h"
 
 struct av_engine {
     struct cl_engine *cl;
     unsigned signatures;
 };
+
+/* What libclamav said during one scan (its message callback gets our context). */
+struct av_scan_context {
+    bool error;
+};
+
+/*
+ * libclamav reports some failures only as an error message and a clean
+ * verdict (it cannot create its temporary directory, for one). A scan
+ * during which it logged an error is a failed scan: tempfail, never a
+ * pass.
+ */
+/*
+ * libclamav passes our context only to messages from inside the scan; a
+ * failure to set the scan up (its temporary directory) comes without it.
+ * The scan is one synchronous call on this thread, so the thread's
+ * current scan stands in. (This is not per-message state kept between
+ * milter callbacks, which may run on different threads.)
+ */
+static _Thread_local struct av_scan_context *av_current_scan;
+
+static void av_message(enum cl_msg severity, const char *fullmsg, const char *msg, void *context)
+{
+    struct av_scan_context *ctx = context ? context : av_current_scan;
+
+    (void) fullmsg;
+    if (severity == CL_MSG_ERROR) {
+        if (ctx)
+            ctx->error = true;
+        mk_log(MK_LOG_ERROR, NULL, "libclamav: %s", msg ? msg : "(no message)");
+    }
+}
+
+void av_engine_init(void)
+{
+    cl_set_clcb_msg(av_message);
+}
 
 static const char *const av_db_suffixes[] = {
     ".cvd", ".cld", ".cud", ".hdb", ".hsb", ".hdu", ".hsu", ".mdb", ".msb", ".mdu", ".msu",
@@ -63,12 +104,21 @@ struct av_engine *av_engine_load(const struct mk_config *cfg, char ***files, cha
         *error = mk_xasprintf("%s: no virus databases (run freshclam, or add .hdb/.ndb files)", dir);
         return NULL;
     }
+    /* libclamav writes temporary files while it unpacks: it must be able to. */
+    if (access(mk_config_str(cfg, "av", "temp_dir"), W_OK | X_OK) < 0) {
+        *error = mk_xasprintf("[av] temp_dir %s is not a writable directory: %s",
+                              mk_config_str(cfg, "av", "temp_dir"), strerror(errno));
+        mk_str_array_free(*files);
+        *files = NULL;
+        return NULL;
+    }
     e = mk_xcalloc(1, sizeof(*e));
     if ((e->cl = cl_engine_new()) == NULL) {
         free(e);
         *error = mk_xstrdup("cannot create a ClamAV engine");
         return NULL;
     }
+    cl_engine_set_str(e->cl, CL_ENGINE_TMPDIR, mk_config_str(cfg, "av", "temp_dir"));
     cl_engine_set_num(e->cl, CL_ENGINE_MAX_SCANSIZE, mk_config_num(cfg, "av", "max_scansize"));
     cl_engine_set_num(e->cl, CL_ENGINE_MAX_FILESIZE, mk_config_num(cfg, "av", "max_filesize"));
     cl_engine_set_num(e->cl, CL_ENGINE_MAX_RECURSION, mk_config_num(cfg, "av", "max_recursion"));
@@ -136,6 +186,7 @@ enum av_result av_engine_scan_memory(const struct av_engine *e, const char *data
                                      const char **virus)
 {
     struct cl_scan_options opts;
+    struct av_scan_context ctx = {false};
     const char *name = NULL;
     cl_fmap_t *map = cl_fmap_open_memory(data, len);
     cl_error_t rc;
@@ -145,8 +196,14 @@ enum av_result av_engine_scan_memory(const struct av_engine *e, const char *data
         return AV_ERROR;
     }
     av_options(&opts);
-    rc = cl_scanmap_callback(map, NULL, &name, NULL, e->cl, &opts, NULL);
+    av_current_scan = &ctx;
+    rc = cl_scanmap_callback(map, NULL, &name, NULL, e->cl, &opts, &ctx);
+    av_current_scan = NULL;
     cl_fmap_close(map);
+    if (ctx.error && rc != CL_VIRUS) {
+        *virus = "libclamav reported an error during the scan";
+        return AV_ERROR;
+    }
     return av_verdict(rc, name, virus);
 }
 

@@ -12,6 +12,8 @@
  *					     size_t len, const char **virus);
  *	enum av_result av_engine_scan_fd(const struct av_engine *engine, int fd, const char **virus);
  *	unsigned av_engine_signatures(const struct av_engine *engine);
+void av_engine_init(void);
+ *	void	av_engine_init(void);
  * DESCRIPTION
  *	av_engine_load() builds a libclamav engine from [av] database_dir
  *	(official .cvd/.cld databases and local .hdb, .ndb, .ldb, ...
@@ -25,6 +27,13 @@
  *	archive or document that could not be looked into), AV_LIMITS (a
  *	limit stopped the scan) or AV_ERROR. *virus names what was found:
  *	the signature, or ClamAV's heuristic name for the last two.
+ *
+ *	libclamav reports some failures only as an error message with a
+ *	clean verdict (it could not create its temporary directory, say):
+ *	av_engine_init(), called once after cl_init(), routes its messages
+ *	to our log and a scan during which it logged an error is AV_ERROR,
+ *	never AV_CLEAN. Its temporary files go to [av] temp_dir, which must
+ *	be writable when the engine is built.
  */
 #ifndef AV_ENGINE_H
 #define AV_ENGINE_H
@@ -43,5 +52,6 @@ enum av_result av_engine_scan_memory(const struct av_engine *engine, const char 
                                      size_t len, const char **virus);
 enum av_result av_engine_scan_fd(const struct av_engine *engine, int fd, const char **virus);
 unsigned av_engine_signatures(const struct av_engine *engine);
+void av_engine_init(void);
 
 #endif

@@ -64,6 +64,7 @@ struct av_conn {
     size_t len, cap;
     int fd;                             /* or an unlinked file once it is not; -1 */
     bool failed;                        /* could not store it: tempfail */
+    int own_headers;                    /* tag headers it arrived with */
 };
 
 static pthread_mutex_t av_gate_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -98,6 +99,7 @@ static void av_message_reset(struct av_conn *c)
     c->nrcpts = c->len = c->cap = 0;
     c->fd = -1;
     c->failed = false;
+    c->own_headers = 0;
 }
 
 static void av_conn_free(struct av_conn *c)
@@ -212,6 +214,8 @@ static sfsistat av_header(SMFICTX *ctx, char *name, char *value)
 
     if (c == NULL)
         return SMFIS_TEMPFAIL;
+    if (strcasecmp(name, av_policy_of(c)->tag_header) == 0)
+        c->own_headers++;
     av_append(c, name, strlen(name));
     av_append(c, ": ", 2);
     av_append(c, value, strlen(value));
@@ -312,6 +316,10 @@ static sfsistat av_eom(SMFICTX *ctx)
         return SMFIS_TEMPFAIL;
     }
     r = av_scan(ctx, c, &virus);
+    /* Only we say what we found: drop tag headers the message arrived with. */
+    if (r != AV_ERROR)
+        for (int i = c->own_headers; i > 0; i--)
+            smfi_chgheader(ctx, p->tag_header, i, NULL);
     switch (r) {
     case AV_CLEAN:
         av_message_reset(c);
@@ -388,7 +396,7 @@ static sfsistat av_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, u
                              unsigned long f3, unsigned long *pf0, unsigned long *pf1,
                              unsigned long *pf2, unsigned long *pf3)
 {
-    unsigned long need = SMFIF_ADDHDRS | SMFIF_QUARANTINE;
+    unsigned long need = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE;
 
     (void) ctx;
     (void) f2;
@@ -446,7 +454,7 @@ static void *av_load(const struct mk_config *cfg, struct mk_directory *dir,
 static struct smfiDesc av_desc = {
     .xxfi_name = "mailkeep-av",
     .xxfi_version = SMFI_VERSION,
-    .xxfi_flags = SMFIF_ADDHDRS | SMFIF_QUARANTINE,
+    .xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE,
     .xxfi_connect = av_connect,
     .xxfi_envfrom = av_envfrom,
     .xxfi_envrcpt = av_envrcpt,
@@ -473,5 +481,6 @@ int main(int argc, char **argv)
         mk_log(MK_LOG_ERROR, NULL, "cannot initialise libclamav: %s", cl_strerror(rc));
         return 70;
     }
+    av_engine_init();
     return mk_milter_main(&av_app, argc, argv);
 }

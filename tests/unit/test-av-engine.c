@@ -23,12 +23,13 @@ int main(void)
 
     if (cl_init(CL_INIT_DEFAULT) != CL_SUCCESS)
         return 2;
+    av_engine_init();
     snprintf(dir, sizeof(dir), "/tmp/mk-av-XXXXXX");
     if (mkdtemp(dir) == NULL)
         return 2;
 
     test_begin("av engine: no databases is an error that says what to do");
-    snprintf(text, sizeof(text), "[av]\ndatabase_dir = %s\n", dir);
+    snprintf(text, sizeof(text), "[av]\ndatabase_dir = %s\ntemp_dir = %s\n", dir, dir);
     cfg = mk_config_load(test_tmpfile(text), &error);
     test_assert(cfg != NULL);
     e = av_engine_load(cfg, &files, &error);
@@ -75,6 +76,45 @@ int main(void)
         tmp = tmpfile();
         test_assert(av_engine_scan_fd(e, fileno(tmp), &virus) == AV_CLEAN);
         fclose(tmp);
+    }
+    test_end();
+
+    test_begin("av engine: a temporary directory gone after load fails the scan, never passes it");
+    {
+        char sub[128], conftext[512];
+        struct mk_config *c2;
+        struct av_engine *e2;
+
+        snprintf(sub, sizeof(sub), "%s/tmp", dir);
+        mkdir(sub, 0700);
+        snprintf(conftext, sizeof(conftext), "[av]\ndatabase_dir = %s\ntemp_dir = %s\n", dir, sub);
+        c2 = mk_config_load(test_tmpfile(conftext), &error);
+        e2 = c2 ? av_engine_load(c2, &files, &error) : NULL;
+        mk_str_array_free(files);
+        test_assert(e2 != NULL);
+        rmdir(sub);
+        if (e2) {
+            enum av_result r = av_engine_scan_memory(e2, eicar, strlen(eicar), &virus);
+
+            test_assert(r != AV_CLEAN);
+            av_engine_free(e2);
+        }
+        mk_config_unref(c2);
+    }
+    test_end();
+
+    test_begin("av engine: a temp_dir it cannot write is refused at load");
+    {
+        struct mk_config *bad;
+
+        snprintf(text, sizeof(text), "[av]\ndatabase_dir = %s\ntemp_dir = /nonexistent/tmp\n", dir);
+        bad = mk_config_load(test_tmpfile(text), &error);
+        test_assert(bad != NULL);
+        test_assert(av_engine_load(bad, &files, &error) == NULL);
+        test_assert(error && strstr(error, "temp_dir /nonexistent/tmp is not a writable directory"));
+        free(error);
+        mk_str_array_free(files);
+        mk_config_unref(bad);
     }
     test_end();
 
