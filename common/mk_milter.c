@@ -270,6 +270,43 @@ int mk_milter_reply(SMFICTX *ctx, const char *rcode, const char *xcode, const ch
     return smfi_setreply(ctx, (char *) rcode, (char *) xcode, text);
 }
 
+/* ------------------------------------------------------- the scan gate */
+
+static pthread_mutex_t mk_gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t mk_gate_free = PTHREAD_COND_INITIALIZER;
+static long mk_gate_running;
+
+void mk_milter_scan_begin(SMFICTX *ctx, long limit)
+{
+    struct timespec until;
+
+    if (limit <= 0) {
+        limit = sysconf(_SC_NPROCESSORS_ONLN);
+        if (limit <= 0)
+            limit = 1;
+    }
+    pthread_mutex_lock(&mk_gate_lock);
+    while (mk_gate_running >= limit) {
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 10;
+        if (pthread_cond_timedwait(&mk_gate_free, &mk_gate_lock, &until) == ETIMEDOUT) {
+            pthread_mutex_unlock(&mk_gate_lock);
+            smfi_progress(ctx);
+            pthread_mutex_lock(&mk_gate_lock);
+        }
+    }
+    mk_gate_running++;
+    pthread_mutex_unlock(&mk_gate_lock);
+}
+
+void mk_milter_scan_end(void)
+{
+    pthread_mutex_lock(&mk_gate_lock);
+    mk_gate_running--;
+    pthread_cond_signal(&mk_gate_free);
+    pthread_mutex_unlock(&mk_gate_lock);
+}
+
 /* ----------------------------------------------------------- daemon life */
 
 static void mk_milter_usage(FILE *fp)

@@ -13,6 +13,8 @@
  *	const char *mk_milter_macro(SMFICTX *ctx, const char *name);
  *	const char *mk_milter_queue_id(SMFICTX *ctx);
  *	int	mk_milter_reply(SMFICTX *ctx, const char *rcode, const char *xcode, const char *fmt, ...);
+ *	void	mk_milter_scan_begin(SMFICTX *ctx, long limit);
+ *	void	mk_milter_scan_end(void);
  * DESCRIPTION
  *	mk_milter_main() is the whole life of a milter daemon: it reads the
  *	flags (-c FILE, -p SOCKET, -f, -u USER, -t, -V), loads mailkeep.conf
@@ -42,6 +44,12 @@
  *	or empty. mk_milter_queue_id() returns the queue ID or "NOQUEUE".
  *	mk_milter_reply() sets the SMTP reply; the text is formatted and any
  *	character that cannot appear in a reply is replaced.
+ *
+ *	mk_milter_scan_begin() waits until fewer than limit content scans
+ *	(0: one per CPU) run in this process, telling the MTA every ten
+ *	seconds that the message is still being worked on
+ *	(smfi_progress); mk_milter_scan_end() frees the place. Heavy work
+ *	goes between them, so a burst of mail cannot overload the host.
  */
 #ifndef MK_MILTER_H
 #define MK_MILTER_H
@@ -83,5 +91,7 @@ const char *mk_milter_macro(SMFICTX *ctx, const char *name);
 const char *mk_milter_queue_id(SMFICTX *ctx);
 int mk_milter_reply(SMFICTX *ctx, const char *rcode, const char *xcode, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+void mk_milter_scan_begin(SMFICTX *ctx, long limit);
+void mk_milter_scan_end(void);
 
 #endif

@@ -25,7 +25,6 @@
 #include <clamav.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -66,11 +65,6 @@ struct av_conn {
     bool failed;                        /* could not store it: tempfail */
     int own_headers;                    /* tag headers it arrived with */
 };
-
-static pthread_mutex_t av_gate_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t av_gate_free = PTHREAD_COND_INITIALIZER;
-static int av_scans_running;
-static long av_ncpu = 1;
 
 static struct av_policy *av_policy_of(const struct av_conn *c)
 {
@@ -246,31 +240,16 @@ static sfsistat av_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 static enum av_result av_scan(SMFICTX *ctx, struct av_conn *c, const char **virus)
 {
     struct av_policy *p = av_policy_of(c);
-    struct timespec until;
     enum av_result r;
 
-    pthread_mutex_lock(&av_gate_lock);
-    while (av_scans_running >= (p->max_scans ? p->max_scans : av_ncpu)) {
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 10;
-        if (pthread_cond_timedwait(&av_gate_free, &av_gate_lock, &until) == ETIMEDOUT) {
-            pthread_mutex_unlock(&av_gate_lock);
-            smfi_progress(ctx);
-            pthread_mutex_lock(&av_gate_lock);
-        }
-    }
-    av_scans_running++;
-    pthread_mutex_unlock(&av_gate_lock);
+    mk_milter_scan_begin(ctx, p->max_scans);
     if (c->fd >= 0) {
         lseek(c->fd, 0, SEEK_SET);
         r = av_engine_scan_fd(p->engine, c->fd, virus);
     } else {
         r = av_engine_scan_memory(p->engine, c->buf ? c->buf : "", c->len, virus);
     }
-    pthread_mutex_lock(&av_gate_lock);
-    av_scans_running--;
-    pthread_cond_signal(&av_gate_free);
-    pthread_mutex_unlock(&av_gate_lock);
+    mk_milter_scan_end();
     return r;
 }
 
@@ -473,10 +452,8 @@ static const struct mk_milter_app av_app = {
 
 int main(int argc, char **argv)
 {
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     cl_error_t rc;
 
-    av_ncpu = ncpu > 0 ? ncpu : 1;
     if ((rc = cl_init(CL_INIT_DEFAULT)) != CL_SUCCESS) {
         mk_log(MK_LOG_ERROR, NULL, "cannot initialise libclamav: %s", cl_strerror(rc));
         return 70;

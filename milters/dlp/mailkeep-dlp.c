@@ -20,7 +20,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -56,11 +55,6 @@ struct dlp_conn {
     int own_headers[2];                 /* tag / quarantine headers it arrived with */
 };
 
-/* At most dlp_scan_limit() scans at once; the limit follows the configuration. */
-static pthread_mutex_t dlp_gate_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t dlp_gate_free = PTHREAD_COND_INITIALIZER;
-static int dlp_scans_running;
-static long dlp_ncpu = 1;
 
 static struct dlp_policy *dlp_policy_of(const struct dlp_conn *c)
 {
@@ -234,21 +228,8 @@ static struct mk_scan_report *dlp_scan(SMFICTX *ctx, struct dlp_conn *c)
     struct dlp_policy *p = dlp_policy_of(c);
     struct mk_detect_scratch *scratch;
     struct mk_scan_report *report;
-    struct timespec until;
 
-    /* Wait for a scan slot, telling the MTA we are still at it. */
-    pthread_mutex_lock(&dlp_gate_lock);
-    while (dlp_scans_running >= (p->max_scans ? p->max_scans : dlp_ncpu)) {
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 10;
-        if (pthread_cond_timedwait(&dlp_gate_free, &dlp_gate_lock, &until) == ETIMEDOUT) {
-            pthread_mutex_unlock(&dlp_gate_lock);
-            smfi_progress(ctx);
-            pthread_mutex_lock(&dlp_gate_lock);
-        }
-    }
-    dlp_scans_running++;
-    pthread_mutex_unlock(&dlp_gate_lock);
+    mk_milter_scan_begin(ctx, p->max_scans);
     scratch = dlp_scratch_take(p);
     if (c->too_big) {
         /* Not scanned at all: an unscannable report that says why. */
@@ -267,10 +248,7 @@ static struct mk_scan_report *dlp_scan(SMFICTX *ctx, struct dlp_conn *c)
                                            &p->limits) : NULL;
     }
     dlp_scratch_give(p, scratch);
-    pthread_mutex_lock(&dlp_gate_lock);
-    dlp_scans_running--;
-    pthread_cond_signal(&dlp_gate_free);
-    pthread_mutex_unlock(&dlp_gate_lock);
+    mk_milter_scan_end();
     return report;
 }
 
@@ -537,9 +515,6 @@ static const struct mk_milter_app dlp_app = {
 
 int main(int argc, char **argv)
 {
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-
-    dlp_ncpu = ncpu > 0 ? ncpu : 1;     /* max_concurrent_scans = 0: one scan per CPU */
     mk_mime_init();
     return mk_milter_main(&dlp_app, argc, argv);
 }
