@@ -33,6 +33,7 @@
 
 #include "av_engine.h"
 #include "mk_log.h"
+#include "mk_message.h"
 #include "mk_milter.h"
 #include "mk_util.h"
 
@@ -56,13 +57,7 @@ struct av_conn {
     bool have_ip;
     char ip_text[MK_IP_TEXT_MAX];
     char *daemon_name;
-    char *login;
-    char **rcpts;
-    size_t nrcpts;
-    char *buf;                          /* the message while it is small */
-    size_t len, cap;
-    int fd;                             /* or an unlinked file once it is not; -1 */
-    bool failed;                        /* could not store it: tempfail */
+    struct mk_message msg;              /* in memory, or an unlinked file past memory_limit */
     int own_headers;                    /* tag headers it arrived with */
 };
 
@@ -83,16 +78,7 @@ static int av_action_parse(const char *name, enum av_action *a)
 
 static void av_message_reset(struct av_conn *c)
 {
-    free(c->login);
-    mk_str_array_free(c->rcpts);
-    free(c->buf);
-    if (c->fd >= 0)
-        close(c->fd);
-    c->login = c->buf = NULL;
-    c->rcpts = NULL;
-    c->nrcpts = c->len = c->cap = 0;
-    c->fd = -1;
-    c->failed = false;
+    mk_message_reset(&c->msg);
     c->own_headers = 0;
 }
 
@@ -106,54 +92,6 @@ static void av_conn_free(struct av_conn *c)
     free(c);
 }
 
-static void av_write_all(struct av_conn *c, const char *data, size_t len)
-{
-    while (len > 0 && !c->failed) {
-        ssize_t n = write(c->fd, data, len);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            c->failed = true;
-            return;
-        }
-        data += n;
-        len -= (size_t) n;
-    }
-}
-
-/* Keep the message in memory while it is small, then in an unlinked file. */
-static void av_append(struct av_conn *c, const char *data, size_t len)
-{
-    struct av_policy *p = av_policy_of(c);
-
-    if (c->failed)
-        return;
-    if (c->fd < 0 && c->len + len > p->memory_limit) {
-        if ((c->fd = open(p->temp_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600)) < 0) {
-            mk_log(MK_LOG_ERROR, NULL, "cannot create a temporary file in %s: %s", p->temp_dir,
-                   strerror(errno));
-            c->failed = true;
-            return;
-        }
-        av_write_all(c, c->buf ? c->buf : "", c->len);
-        free(c->buf);
-        c->buf = NULL;
-        c->cap = 0;
-    }
-    if (c->fd >= 0) {
-        av_write_all(c, data, len);
-        c->len += len;
-        return;
-    }
-    if (c->len + len + 1 > c->cap) {
-        c->cap = (c->len + len + 1) * 2;
-        c->buf = mk_xrealloc(c->buf, c->cap);
-    }
-    memcpy(c->buf + c->len, data, len);
-    c->len += len;
-}
-
 static sfsistat av_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
 {
     struct av_conn *c = smfi_getpriv(ctx);
@@ -162,7 +100,7 @@ static sfsistat av_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
     (void) hostname;
     av_conn_free(c);
     c = mk_xcalloc(1, sizeof(*c));
-    c->fd = -1;
+    c->msg.fd = -1;
     c->gen = mk_milter_acquire();
     smfi_setpriv(ctx, c);
     c->have_ip = mk_ip_from_sockaddr(hostaddr, &c->ip) == 0;
@@ -177,28 +115,24 @@ static sfsistat av_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
 static sfsistat av_envfrom(SMFICTX *ctx, char **argv)
 {
     struct av_conn *c = smfi_getpriv(ctx);
-    const char *login = mk_milter_macro(ctx, "{auth_authen}");
+    struct av_policy *p;
 
-    (void) argv;
     if (c == NULL)
         return SMFIS_TEMPFAIL;
+    p = av_policy_of(c);
     av_message_reset(c);
-    c->login = login ? mk_xstrdup(login) : NULL;
-    c->rcpts = mk_xcalloc(1, sizeof(char *));
+    mk_message_start(&c->msg, argv[0], mk_milter_macro(ctx, "{auth_authen}"), p->memory_limit,
+                     p->temp_dir, 0);
     return SMFIS_CONTINUE;
 }
 
 static sfsistat av_envrcpt(SMFICTX *ctx, char **argv)
 {
     struct av_conn *c = smfi_getpriv(ctx);
-    char *rcpt;
 
-    if (c == NULL || c->rcpts == NULL)
+    if (c == NULL || c->msg.rcpts == NULL)
         return SMFIS_TEMPFAIL;
-    rcpt = mk_addr_normalize(argv[0]);
-    c->rcpts = mk_xrealloc(c->rcpts, (c->nrcpts + 2) * sizeof(char *));
-    c->rcpts[c->nrcpts++] = rcpt ? rcpt : mk_xstrdup(argv[0]);
-    c->rcpts[c->nrcpts] = NULL;
+    mk_message_add_rcpt(&c->msg, argv[0]);
     return SMFIS_CONTINUE;
 }
 
@@ -210,10 +144,7 @@ static sfsistat av_header(SMFICTX *ctx, char *name, char *value)
         return SMFIS_TEMPFAIL;
     if (strcasecmp(name, av_policy_of(c)->tag_header) == 0)
         c->own_headers++;
-    av_append(c, name, strlen(name));
-    av_append(c, ": ", 2);
-    av_append(c, value, strlen(value));
-    av_append(c, "\r\n", 2);
+    mk_message_header(&c->msg, name, value);
     return SMFIS_CONTINUE;
 }
 
@@ -223,7 +154,7 @@ static sfsistat av_eoh(SMFICTX *ctx)
 
     if (c == NULL)
         return SMFIS_TEMPFAIL;
-    av_append(c, "\r\n", 2);
+    mk_message_append(&c->msg, "\r\n", 2);
     return SMFIS_CONTINUE;
 }
 
@@ -233,7 +164,7 @@ static sfsistat av_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 
     if (c == NULL)
         return SMFIS_TEMPFAIL;
-    av_append(c, (const char *) chunk, len);
+    mk_message_append(&c->msg, (const char *) chunk, len);
     return SMFIS_CONTINUE;
 }
 
@@ -243,12 +174,10 @@ static enum av_result av_scan(SMFICTX *ctx, struct av_conn *c, const char **viru
     enum av_result r;
 
     mk_milter_scan_begin(ctx, p->max_scans);
-    if (c->fd >= 0) {
-        lseek(c->fd, 0, SEEK_SET);
-        r = av_engine_scan_fd(p->engine, c->fd, virus);
-    } else {
-        r = av_engine_scan_memory(p->engine, c->buf ? c->buf : "", c->len, virus);
-    }
+    if (c->msg.spilled)
+        r = av_engine_scan_fd(p->engine, c->msg.fd, virus);
+    else
+        r = av_engine_scan_memory(p->engine, c->msg.buf ? c->msg.buf : "", c->msg.len, virus);
     mk_milter_scan_end();
     return r;
 }
@@ -258,11 +187,11 @@ static int av_infected_action(struct av_conn *c, enum av_action *action)
 {
     struct av_policy *p = av_policy_of(c);
     struct mk_origin origin = mk_origin_classify(c->gen->origin, c->have_ip ? &c->ip : NULL,
-                                                 c->login, c->daemon_name);
+                                                 c->msg.login, c->daemon_name);
 
     *action = AV_ACCEPT;
-    for (size_t i = 0; i < c->nrcpts; i++) {
-        const char *domain = mk_addr_domain(c->rcpts[i]);
+    for (size_t i = 0; i < c->msg.nrcpts; i++) {
+        const char *domain = mk_addr_domain(c->msg.rcpts[i]);
         enum mk_dir_status st = domain ? mk_directory_domain(c->gen->dir, domain) : MK_DIR_FOUND;
         enum av_action a;
 
@@ -285,10 +214,10 @@ static sfsistat av_eom(SMFICTX *ctx)
     char *what;
     sfsistat rc = SMFIS_CONTINUE;
 
-    if (c == NULL || c->rcpts == NULL)
+    if (c == NULL || c->msg.rcpts == NULL)
         return SMFIS_TEMPFAIL;
     p = av_policy_of(c);
-    if (c->failed) {
+    if (c->msg.failed) {
         mk_log(MK_LOG_ERROR, qid, "tempfail: the message could not be stored for scanning");
         mk_milter_reply(ctx, "451", "4.3.0", "Temporary local problem; try again later");
         av_message_reset(c);

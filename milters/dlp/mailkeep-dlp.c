@@ -32,6 +32,7 @@
 #include "dlp_notify.h"
 #include "dlp_policy.h"
 #include "mk_log.h"
+#include "mk_message.h"
 #include "mk_milter.h"
 #include "mk_util.h"
 
@@ -43,14 +44,7 @@ struct dlp_conn {
     bool have_ip;
     char ip_text[MK_IP_TEXT_MAX];
     char *daemon_name;
-    /* the message */
-    char *sender;
-    char *login;
-    char **rcpts;
-    size_t nrcpts;
-    char *buf;                          /* headers and body as received */
-    size_t len, cap;
-    bool too_big;
+    struct mk_message msg;              /* in memory, up to [dlp] max_message */
     char *subject;
     int own_headers[2];                 /* tag / quarantine headers it arrived with */
 };
@@ -63,15 +57,9 @@ static struct dlp_policy *dlp_policy_of(const struct dlp_conn *c)
 
 static void dlp_message_reset(struct dlp_conn *c)
 {
-    free(c->sender);
-    free(c->login);
-    mk_str_array_free(c->rcpts);
-    free(c->buf);
+    mk_message_reset(&c->msg);
     free(c->subject);
-    c->sender = c->login = c->buf = c->subject = NULL;
-    c->rcpts = NULL;
-    c->nrcpts = c->len = c->cap = 0;
-    c->too_big = false;
+    c->subject = NULL;
     c->own_headers[0] = c->own_headers[1] = 0;
 }
 
@@ -85,29 +73,6 @@ static void dlp_conn_free(struct dlp_conn *c)
     free(c);
 }
 
-static void dlp_append(struct dlp_conn *c, const char *data, size_t len)
-{
-    size_t max = dlp_policy_of(c)->max_message;
-
-    if (c->too_big)
-        return;
-    if (c->len + len > max) {
-        c->too_big = true;              /* scanned as unscannable: size limit */
-        free(c->buf);
-        c->buf = NULL;
-        c->len = c->cap = 0;
-        return;
-    }
-    if (c->len + len + 1 > c->cap) {
-        c->cap = (c->len + len + 1) * 2;
-        if (c->cap > max + 1)
-            c->cap = max + 1;
-        c->buf = mk_xrealloc(c->buf, c->cap);
-    }
-    memcpy(c->buf + c->len, data, len);
-    c->len += len;
-}
-
 static sfsistat dlp_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
 {
     struct dlp_conn *c = smfi_getpriv(ctx);
@@ -116,6 +81,7 @@ static sfsistat dlp_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
     (void) hostname;
     dlp_conn_free(c);
     c = mk_xcalloc(1, sizeof(*c));
+    c->msg.fd = -1;
     c->gen = mk_milter_acquire();
     smfi_setpriv(ctx, c);
     c->have_ip = mk_ip_from_sockaddr(hostaddr, &c->ip) == 0;
@@ -130,34 +96,28 @@ static sfsistat dlp_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
 static sfsistat dlp_envfrom(SMFICTX *ctx, char **argv)
 {
     struct dlp_conn *c = smfi_getpriv(ctx);
-    const char *login = mk_milter_macro(ctx, "{auth_authen}");
+    size_t max;
 
     if (c == NULL)
         return SMFIS_TEMPFAIL;
     dlp_message_reset(c);
-    c->sender = mk_addr_normalize(argv[0]);
-    if (c->sender == NULL)
-        c->sender = mk_xstrdup(argv[0]);   /* the MTA accepted it; we only report it */
-    c->login = login ? mk_xstrdup(login) : NULL;
-    c->rcpts = mk_xcalloc(1, sizeof(char *));
+    /* All in memory; past max_message it is not stored but reported unscannable. */
+    max = dlp_policy_of(c)->max_message;
+    mk_message_start(&c->msg, argv[0], mk_milter_macro(ctx, "{auth_authen}"), max, NULL, max);
     return SMFIS_CONTINUE;
 }
 
 static sfsistat dlp_envrcpt(SMFICTX *ctx, char **argv)
 {
     struct dlp_conn *c = smfi_getpriv(ctx);
-    char *rcpt;
 
-    if (c == NULL || c->rcpts == NULL)
+    if (c == NULL || c->msg.rcpts == NULL)
         return SMFIS_TEMPFAIL;
-    if (c->nrcpts >= DLP_MAX_RCPTS) {
+    if (c->msg.nrcpts >= DLP_MAX_RCPTS) {
         mk_milter_reply(ctx, "452", "4.5.3", "Too many recipients");
         return SMFIS_TEMPFAIL;
     }
-    rcpt = mk_addr_normalize(argv[0]);
-    c->rcpts = mk_xrealloc(c->rcpts, (c->nrcpts + 2) * sizeof(char *));
-    c->rcpts[c->nrcpts++] = rcpt ? rcpt : mk_xstrdup(argv[0]);
-    c->rcpts[c->nrcpts] = NULL;
+    mk_message_add_rcpt(&c->msg, argv[0]);
     return SMFIS_CONTINUE;
 }
 
@@ -173,10 +133,7 @@ static sfsistat dlp_header(SMFICTX *ctx, char *name, char *value)
         c->own_headers[1]++;
     else if (strcasecmp(name, "Subject") == 0 && c->subject == NULL)
         c->subject = mk_xstrdup(value);
-    dlp_append(c, name, strlen(name));
-    dlp_append(c, ": ", 2);
-    dlp_append(c, value, strlen(value));
-    dlp_append(c, "\r\n", 2);
+    mk_message_header(&c->msg, name, value);
     return SMFIS_CONTINUE;
 }
 
@@ -186,7 +143,7 @@ static sfsistat dlp_eoh(SMFICTX *ctx)
 
     if (c == NULL)
         return SMFIS_TEMPFAIL;
-    dlp_append(c, "\r\n", 2);
+    mk_message_append(&c->msg, "\r\n", 2);
     return SMFIS_CONTINUE;
 }
 
@@ -196,7 +153,7 @@ static sfsistat dlp_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 
     if (c == NULL)
         return SMFIS_TEMPFAIL;
-    dlp_append(c, (const char *) chunk, len);
+    mk_message_append(&c->msg, (const char *) chunk, len);
     return SMFIS_CONTINUE;
 }
 
@@ -206,17 +163,17 @@ static int dlp_parties(struct dlp_conn *c, const struct mk_origin *origin,
 {
     struct mk_directory *dir = c->gen->dir;
 
-    for (size_t i = 0; i < c->nrcpts; i++) {
-        const char *domain = mk_addr_domain(c->rcpts[i]);
+    for (size_t i = 0; i < c->msg.nrcpts; i++) {
+        const char *domain = mk_addr_domain(c->msg.rcpts[i]);
         enum mk_dir_status st = domain ? mk_directory_domain(dir, domain) : MK_DIR_FOUND;
 
         users[i] = NULL;
         if (st == MK_DIR_TEMPFAIL)
             return -1;
-        if (st == MK_DIR_FOUND && domain && mk_directory_user(dir, c->rcpts[i], &users[i])
+        if (st == MK_DIR_FOUND && domain && mk_directory_user(dir, c->msg.rcpts[i], &users[i])
             == MK_DIR_TEMPFAIL)
             return -1;
-        parties[i].address = c->rcpts[i];
+        parties[i].address = c->msg.rcpts[i];
         parties[i].direction = mk_direction_of(origin, st == MK_DIR_FOUND);
         parties[i].user = users[i];
     }
@@ -231,7 +188,7 @@ static struct mk_scan_report *dlp_scan(SMFICTX *ctx, struct dlp_conn *c)
 
     mk_milter_scan_begin(ctx, p->max_scans);
     scratch = dlp_scratch_take(p);
-    if (c->too_big) {
+    if (c->msg.too_big) {
         /* Not scanned at all: an unscannable report that says why. */
         report = mk_scan_message(p->detect, scratch, "", 0, &p->limits);
         if (report) {
@@ -244,8 +201,8 @@ static struct mk_scan_report *dlp_scan(SMFICTX *ctx, struct dlp_conn *c)
             report->unscannable = true;
         }
     } else {
-        report = scratch ? mk_scan_message(p->detect, scratch, c->buf ? c->buf : "", c->len,
-                                           &p->limits) : NULL;
+        report = scratch ? mk_scan_message(p->detect, scratch, c->msg.buf ? c->msg.buf : "",
+                                           c->msg.len, &p->limits) : NULL;
     }
     dlp_scratch_give(p, scratch);
     mk_milter_scan_end();
@@ -358,19 +315,19 @@ static sfsistat dlp_apply(SMFICTX *ctx, struct dlp_conn *c, const struct dlp_ver
         }
         free(reason);
     }
-    if (v->action == DLP_WARN && c->sender && *c->sender) {
+    if (v->action == DLP_WARN && c->msg.sender && *c->msg.sender) {
         char *to = mk_xstrdup("");
         struct dlp_notice notice;
         char *text;
         int rc;
 
-        for (size_t i = 0; i < c->nrcpts; i++) {
-            char *next = mk_xasprintf("%s%s%s", to, i ? ", " : "", c->rcpts[i]);
+        for (size_t i = 0; i < c->msg.nrcpts; i++) {
+            char *next = mk_xasprintf("%s%s%s", to, i ? ", " : "", c->msg.rcpts[i]);
 
             free(to);
             to = next;
         }
-        notice = (struct dlp_notice) {p->notify_from, c->sender, to, v->reason, qid};
+        notice = (struct dlp_notice) {p->notify_from, c->msg.sender, to, v->reason, qid};
         text = dlp_notify_text(&notice);
         rc = dlp_notify_send(p->notify_command, text);
         if (rc != 0)
@@ -390,20 +347,21 @@ static sfsistat dlp_eom(SMFICTX *ctx)
     struct dlp_party *parties;
     struct mk_scan_report *report;
     struct dlp_verdict verdict;
-    const char *qid = mk_milter_queue_id(ctx);
+    const char *qid = mk_milter_queue_id(ctx), *sender;
     sfsistat rc = SMFIS_TEMPFAIL;
 
-    if (c == NULL || c->rcpts == NULL)
+    if (c == NULL || c->msg.rcpts == NULL)
         return SMFIS_TEMPFAIL;
     p = dlp_policy_of(c);
-    origin = mk_origin_classify(c->gen->origin, c->have_ip ? &c->ip : NULL, c->login,
+    sender = c->msg.sender;
+    origin = mk_origin_classify(c->gen->origin, c->have_ip ? &c->ip : NULL, c->msg.login,
                                 c->daemon_name);
-    parties = mk_xcalloc(c->nrcpts + 1, sizeof(*parties));
-    users = mk_xcalloc(c->nrcpts + 1, sizeof(*users));
+    parties = mk_xcalloc(c->msg.nrcpts + 1, sizeof(*parties));
+    users = mk_xcalloc(c->msg.nrcpts + 1, sizeof(*users));
     if (dlp_parties(c, &origin, parties, users) < 0
-        || (c->sender && mk_addr_domain(c->sender)
-            && mk_directory_domain(c->gen->dir, mk_addr_domain(c->sender)) == MK_DIR_FOUND
-            && mk_directory_user(c->gen->dir, c->sender, &sender_user) == MK_DIR_TEMPFAIL)) {
+        || (sender && mk_addr_domain(sender)
+            && mk_directory_domain(c->gen->dir, mk_addr_domain(sender)) == MK_DIR_FOUND
+            && mk_directory_user(c->gen->dir, sender, &sender_user) == MK_DIR_TEMPFAIL)) {
         mk_milter_reply(ctx, "451", "4.3.0", "Directory temporarily unavailable; try again later");
         mk_log(MK_LOG_WARNING, qid, "tempfail: directory unavailable");
         goto out;
@@ -413,10 +371,10 @@ static sfsistat dlp_eom(SMFICTX *ctx)
         mk_log(MK_LOG_ERROR, qid, "tempfail: the detection engine failed");
         goto out;
     }
-    dlp_evaluate(p, report, sender_user, parties, c->nrcpts, &verdict);
+    dlp_evaluate(p, report, sender_user, parties, c->msg.nrcpts, &verdict);
     if (verdict.action != DLP_PASS || verdict.unscannable) {
-        struct dlp_incident incident = {time(NULL), qid, c->ip_text, c->sender, parties,
-                                        c->nrcpts, p, report, &verdict};
+        struct dlp_incident incident = {time(NULL), qid, c->ip_text, sender, parties,
+                                        c->msg.nrcpts, p, report, &verdict};
         char *json = dlp_incident_json(&incident);
 
         if (dlp_incident_append(p->incident_log, json) < 0) {
@@ -437,7 +395,7 @@ static sfsistat dlp_eom(SMFICTX *ctx)
     rc = dlp_apply(ctx, c, &verdict);
     mk_scan_report_free(report);
 out:
-    for (size_t i = 0; i < c->nrcpts; i++)
+    for (size_t i = 0; i < c->msg.nrcpts; i++)
         mk_dir_user_unref(users[i]);
     mk_dir_user_unref(sender_user);
     free(users);

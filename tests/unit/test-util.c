@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "mk_hash.h"
+#include "mk_message.h"
 #include "mk_run.h"
 #include "mk_test.h"
 #include "mk_util.h"
@@ -190,8 +191,60 @@ static void test_run(void)
     test_end();
 }
 
+static void test_message(void)
+{
+    struct mk_message m;
+    char big[4096];
+
+    memset(&m, 0, sizeof(m));
+    m.fd = -1;
+    memset(big, 'x', sizeof(big));
+
+    test_begin("message: envelope normalized, headers rebuilt, kept in memory");
+    mk_message_start(&m, "<Alice@Example.COM>", "alice", 1024, NULL, 0);
+    mk_message_add_rcpt(&m, "<Bob@Example.com>");
+    mk_message_add_rcpt(&m, "odd<address");
+    mk_message_header(&m, "Subject", "hi");
+    mk_message_append(&m, "\r\nbody", 6);
+    test_assert_str(m.sender, "alice@example.com");
+    test_assert_str(m.rcpts[0], "bob@example.com");
+    test_assert_str(m.rcpts[1], "odd<address");
+    test_assert(m.nrcpts == 2 && m.rcpts[2] == NULL);
+    test_assert(m.len == 19 && memcmp(m.buf, "Subject: hi\r\n\r\nbody", 19) == 0);
+    test_assert(!m.spilled && !m.too_big && !m.failed);
+    test_end();
+
+    test_begin("message: past the memory limit it moves to an unlinked file, whole");
+    mk_message_append(&m, big, sizeof(big));
+    test_assert(m.too_big);                     /* no temp_dir: not stored */
+    mk_message_start(&m, "<>", NULL, 1024, "/tmp", 0);
+    mk_message_append(&m, "head", 4);
+    mk_message_append(&m, big, sizeof(big));
+    test_assert(m.spilled && m.fd >= 0 && !m.failed);
+    test_assert_int(m.len, 4 + sizeof(big));
+    {
+        struct stat st;
+
+        test_assert(fstat(m.fd, &st) == 0 && st.st_size == (off_t) (4 + sizeof(big)));
+        test_assert(st.st_nlink == 0);          /* no name: gone with the descriptor */
+    }
+    test_end();
+
+    test_begin("message: past max_size storing stops; an unusable temp_dir fails");
+    mk_message_start(&m, "<>", NULL, 1024, "/tmp", 2048);
+    mk_message_append(&m, big, sizeof(big));
+    test_assert(m.too_big && m.buf == NULL && !m.spilled);
+    mk_message_start(&m, "<>", NULL, 16, "/nonexistent", 0);
+    mk_message_append(&m, big, 100);
+    test_assert(m.failed);
+    mk_message_reset(&m);
+    test_assert(m.rcpts == NULL && m.fd == -1);
+    test_end();
+}
+
 int main(void)
 {
+    test_message();
     test_run();
     test_files_and_lines();
     test_durations();
