@@ -41,23 +41,27 @@ LISTS = {
 }
 
 
-def block_config(slapd):
-    d = os.path.join(STATE, 'block')
-    return f"""# mailkeep.conf for the sandbox: see mailkeep.conf(5)
+def base_config(what, slapd, extra_global='', extra_ldap=''):
+    """The [global] and [ldap] sections every sandbox milter shares."""
+    return f"""# mailkeep.conf for the sandbox's {what}
 [global]
 log = stderr
 directory = ldap
 trusted_networks = 127.0.0.0/8 ::1/128
-reload_interval = 2s
-
+{extra_global}
 [ldap]
 uri = {slapd.uri}
 base = {slapd.base_dn}
 bind_dn = {slapd.service_dn}
 bind_password = {slapd.service_pw}
-cache_ttl = 10s
-negative_cache_ttl = 10s
+{extra_ldap}"""
 
+
+def block_config(slapd):
+    d = os.path.join(STATE, 'block')
+    return base_config('mailkeep-block: see mailkeep.conf(5), mailkeep-block(8)', slapd,
+                       'reload_interval = 2s\n',
+                       'cache_ttl = 10s\nnegative_cache_ttl = 10s\n') + f"""
 [block]
 socket = inet:{PORTS['block']}@127.0.0.1
 bad_clients = {d}/bad-clients
@@ -72,18 +76,7 @@ client_rate_limit = 100
 
 def dlp_config(slapd, postfix_config):
     d = os.path.join(STATE, 'dlp')
-    return f"""# mailkeep.conf for the sandbox's mailkeep-dlp: see mailkeep.conf(5), mailkeep-dlp(8)
-[global]
-log = stderr
-directory = ldap
-trusted_networks = 127.0.0.0/8 ::1/128
-
-[ldap]
-uri = {slapd.uri}
-base = {slapd.base_dn}
-bind_dn = {slapd.service_dn}
-bind_password = {slapd.service_pw}
-
+    return base_config('mailkeep-dlp: see mailkeep.conf(5), mailkeep-dlp(8)', slapd) + f"""
 [dlp]
 socket = inet:{PORTS['dlp']}@127.0.0.1
 incident_log = {d}/incidents.jsonl
@@ -151,18 +144,7 @@ def av_setup(slapd):
         f.write('%s:%s:Eicar-Test-Signature\n' % (md5, size))
     conf = os.path.join(d, 'mailkeep.conf')
     with open(conf, 'w') as f:
-        f.write(f"""# mailkeep.conf for the sandbox's mailkeep-av: see mailkeep.conf(5), mailkeep-av(8)
-[global]
-log = stderr
-directory = ldap
-trusted_networks = 127.0.0.0/8 ::1/128
-
-[ldap]
-uri = {slapd.uri}
-base = {slapd.base_dn}
-bind_dn = {slapd.service_dn}
-bind_password = {slapd.service_pw}
-
+        f.write(base_config('mailkeep-av: see mailkeep.conf(5), mailkeep-av(8)', slapd) + f"""
 [av]
 socket = inet:{PORTS['av']}@127.0.0.1
 # with network access: apt-get install clamav-freshclam, and use /var/lib/clamav
