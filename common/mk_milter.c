@@ -307,6 +307,25 @@ void mk_milter_scan_end(void)
     pthread_mutex_unlock(&mk_gate_lock);
 }
 
+void mk_milter_client_init(struct mk_milter_client *client, SMFICTX *ctx, _SOCK_ADDR *hostaddr)
+{
+    const char *daemon = mk_milter_macro(ctx, "{daemon_name}");
+
+    memset(client, 0, sizeof(*client));
+    client->have_ip = mk_ip_from_sockaddr(hostaddr, &client->ip) == 0;
+    if (client->have_ip)
+        mk_ip_format(&client->ip, client->ip_text, sizeof(client->ip_text));
+    else
+        snprintf(client->ip_text, sizeof(client->ip_text), "local");
+    client->daemon_name = daemon ? mk_xstrdup(daemon) : NULL;
+}
+
+void mk_milter_client_free(struct mk_milter_client *client)
+{
+    free(client->daemon_name);
+    client->daemon_name = NULL;
+}
+
 /* ----------------------------------------------------------- daemon life */
 
 static void mk_milter_usage(FILE *fp)

@@ -15,6 +15,9 @@
  *	int	mk_milter_reply(SMFICTX *ctx, const char *rcode, const char *xcode, const char *fmt, ...);
  *	void	mk_milter_scan_begin(SMFICTX *ctx, long limit);
  *	void	mk_milter_scan_end(void);
+ *	void	mk_milter_client_init(struct mk_milter_client *client, SMFICTX *ctx,
+ *				      _SOCK_ADDR *hostaddr);
+ *	void	mk_milter_client_free(struct mk_milter_client *client);
  * DESCRIPTION
  *	mk_milter_main() is the whole life of a milter daemon: it reads the
  *	flags (-c FILE, -p SOCKET, -f, -u USER, -t, -V), loads mailkeep.conf
@@ -50,6 +53,10 @@
  *	seconds that the message is still being worked on
  *	(smfi_progress); mk_milter_scan_end() frees the place. Heavy work
  *	goes between them, so a burst of mail cannot overload the host.
+ *
+ *	mk_milter_client_init() records, at connect, the client's address
+ *	(and its text, "local" when there is none) and the {daemon_name}
+ *	macro, which a milter needs later to decide the origin.
  */
 #ifndef MK_MILTER_H
 #define MK_MILTER_H
@@ -62,6 +69,14 @@
 #include "mk_directory.h"
 
 struct mk_milter_watch;
+
+/* What a content milter keeps of the client (mk_milter_client_init). */
+struct mk_milter_client {
+    struct mk_ip ip;
+    bool have_ip;
+    char ip_text[MK_IP_TEXT_MAX];       /* "local" without an address */
+    char *daemon_name;                  /* {daemon_name}, or NULL */
+};
 
 struct mk_milter_gen {
     atomic_int refs;
@@ -93,5 +108,7 @@ int mk_milter_reply(SMFICTX *ctx, const char *rcode, const char *xcode, const ch
     __attribute__((format(printf, 4, 5)));
 void mk_milter_scan_begin(SMFICTX *ctx, long limit);
 void mk_milter_scan_end(void);
+void mk_milter_client_init(struct mk_milter_client *client, SMFICTX *ctx, _SOCK_ADDR *hostaddr);
+void mk_milter_client_free(struct mk_milter_client *client);
 
 #endif

@@ -53,10 +53,7 @@ struct av_policy {
 
 struct av_conn {
     struct mk_milter_gen *gen;
-    struct mk_ip ip;
-    bool have_ip;
-    char ip_text[MK_IP_TEXT_MAX];
-    char *daemon_name;
+    struct mk_milter_client client;
     struct mk_message msg;              /* in memory, or an unlinked file past memory_limit */
     int own_headers;                    /* tag headers it arrived with */
 };
@@ -87,7 +84,7 @@ static void av_conn_free(struct av_conn *c)
     if (c == NULL)
         return;
     av_message_reset(c);
-    free(c->daemon_name);
+    mk_milter_client_free(&c->client);
     mk_milter_release(c->gen);
     free(c);
 }
@@ -95,20 +92,13 @@ static void av_conn_free(struct av_conn *c)
 static sfsistat av_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
 {
     struct av_conn *c = smfi_getpriv(ctx);
-    const char *daemon = mk_milter_macro(ctx, "{daemon_name}");
-
     (void) hostname;
     av_conn_free(c);
     c = mk_xcalloc(1, sizeof(*c));
     c->msg.fd = -1;
     c->gen = mk_milter_acquire();
     smfi_setpriv(ctx, c);
-    c->have_ip = mk_ip_from_sockaddr(hostaddr, &c->ip) == 0;
-    if (c->have_ip)
-        mk_ip_format(&c->ip, c->ip_text, sizeof(c->ip_text));
-    else
-        snprintf(c->ip_text, sizeof(c->ip_text), "local");
-    c->daemon_name = daemon ? mk_xstrdup(daemon) : NULL;
+    mk_milter_client_init(&c->client, ctx, hostaddr);
     return SMFIS_CONTINUE;
 }
 
@@ -186,8 +176,9 @@ static enum av_result av_scan(SMFICTX *ctx, struct av_conn *c, const char **viru
 static int av_infected_action(struct av_conn *c, enum av_action *action)
 {
     struct av_policy *p = av_policy_of(c);
-    struct mk_origin origin = mk_origin_classify(c->gen->origin, c->have_ip ? &c->ip : NULL,
-                                                 c->msg.login, c->daemon_name);
+    const struct mk_ip *ip = c->client.have_ip ? &c->client.ip : NULL;
+    struct mk_origin origin = mk_origin_classify(c->gen->origin, ip, c->msg.login,
+                                                 c->client.daemon_name);
 
     *action = AV_ACCEPT;
     for (size_t i = 0; i < c->msg.nrcpts; i++) {
@@ -252,7 +243,8 @@ static sfsistat av_eom(SMFICTX *ctx)
         }
         break;
     }
-    mk_log(MK_LOG_INFO, qid, "%s: from [%s]: %s", av_action_names[action], c->ip_text, virus);
+    mk_log(MK_LOG_INFO, qid, "%s: from [%s]: %s", av_action_names[action], c->client.ip_text,
+           virus);
     what = mk_xasprintf("%s %s", r == AV_INFECTED ? "infected:" : "unscannable:", virus);
     switch (action) {
     case AV_ACCEPT:

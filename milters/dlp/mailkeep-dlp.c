@@ -40,10 +40,7 @@
 
 struct dlp_conn {
     struct mk_milter_gen *gen;
-    struct mk_ip ip;
-    bool have_ip;
-    char ip_text[MK_IP_TEXT_MAX];
-    char *daemon_name;
+    struct mk_milter_client client;
     struct mk_message msg;              /* in memory, up to [dlp] max_message */
     char *subject;
     int own_headers[2];                 /* tag / quarantine headers it arrived with */
@@ -68,7 +65,7 @@ static void dlp_conn_free(struct dlp_conn *c)
     if (c == NULL)
         return;
     dlp_message_reset(c);
-    free(c->daemon_name);
+    mk_milter_client_free(&c->client);
     mk_milter_release(c->gen);
     free(c);
 }
@@ -76,20 +73,13 @@ static void dlp_conn_free(struct dlp_conn *c)
 static sfsistat dlp_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
 {
     struct dlp_conn *c = smfi_getpriv(ctx);
-    const char *daemon = mk_milter_macro(ctx, "{daemon_name}");
-
     (void) hostname;
     dlp_conn_free(c);
     c = mk_xcalloc(1, sizeof(*c));
     c->msg.fd = -1;
     c->gen = mk_milter_acquire();
     smfi_setpriv(ctx, c);
-    c->have_ip = mk_ip_from_sockaddr(hostaddr, &c->ip) == 0;
-    if (c->have_ip)
-        mk_ip_format(&c->ip, c->ip_text, sizeof(c->ip_text));
-    else
-        snprintf(c->ip_text, sizeof(c->ip_text), "local");
-    c->daemon_name = daemon ? mk_xstrdup(daemon) : NULL;
+    mk_milter_client_init(&c->client, ctx, hostaddr);
     return SMFIS_CONTINUE;
 }
 
@@ -354,8 +344,8 @@ static sfsistat dlp_eom(SMFICTX *ctx)
         return SMFIS_TEMPFAIL;
     p = dlp_policy_of(c);
     sender = c->msg.sender;
-    origin = mk_origin_classify(c->gen->origin, c->have_ip ? &c->ip : NULL, c->msg.login,
-                                c->daemon_name);
+    origin = mk_origin_classify(c->gen->origin, c->client.have_ip ? &c->client.ip : NULL,
+                                c->msg.login, c->client.daemon_name);
     parties = mk_xcalloc(c->msg.nrcpts + 1, sizeof(*parties));
     users = mk_xcalloc(c->msg.nrcpts + 1, sizeof(*users));
     if (dlp_parties(c, &origin, parties, users) < 0
@@ -373,7 +363,7 @@ static sfsistat dlp_eom(SMFICTX *ctx)
     }
     dlp_evaluate(p, report, sender_user, parties, c->msg.nrcpts, &verdict);
     if (verdict.action != DLP_PASS || verdict.unscannable) {
-        struct dlp_incident incident = {time(NULL), qid, c->ip_text, sender, parties,
+        struct dlp_incident incident = {time(NULL), qid, c->client.ip_text, sender, parties,
                                         c->msg.nrcpts, p, report, &verdict};
         char *json = dlp_incident_json(&incident);
 
@@ -387,7 +377,7 @@ static sfsistat dlp_eom(SMFICTX *ctx)
         }
         free(json);
         mk_log(MK_LOG_INFO, qid, "%s: from [%s]: %s%s: %s", dlp_action_name(verdict.action),
-               c->ip_text, verdict.deciding ? "rule " : "",
+               c->client.ip_text, verdict.deciding ? "rule " : "",
                verdict.deciding ? verdict.deciding->name
                : verdict.unscannable && verdict.action == p->unscannable_action ? "unscannable"
                : "-", verdict.reason);
