@@ -7,7 +7,6 @@
  *	#include "dlp_notify.h"
  *
  *	char	*dlp_notify_text(const struct dlp_notice *notice);
- *	int	dlp_notify_send(char *const *command, const char *text);
  * DESCRIPTION
  *	The "warn" action delivers the message and sends its sender a
  *	notice: the message went out, it contained these kinds of data
@@ -17,10 +16,7 @@
  *	dlp_notify_text() composes the notice (UTF-8, with Auto-Submitted
  *	so that no auto-reply answers it). It does not repeat the message's
  *	subject, which may itself hold the data; the recipients and the
- *	queue ID identify the message. dlp_notify_send() pipes it to the
- *	command ([dlp] notify_command, e.g. sendmail -oi -t) with a null
- *	envelope sender so that it can never bounce back and forth, and
- *	returns the command's exit status, or -1 when it could not run.
+ *	queue ID identify the message. mk_notify_send() sends it.
  */
 #ifndef DLP_NOTIFY_H
 #define DLP_NOTIFY_H
@@ -34,6 +30,5 @@ struct dlp_notice {
 };
 
 char *dlp_notify_text(const struct dlp_notice *notice);
-int dlp_notify_send(char *const *command, const char *text);
 
 #endif

@@ -30,6 +30,7 @@
 
 #include "dlp_incident.h"
 #include "dlp_notify.h"
+#include "mk_notify.h"
 #include "dlp_policy.h"
 #include "mk_log.h"
 #include "mk_message.h"
@@ -306,20 +307,14 @@ static sfsistat dlp_apply(SMFICTX *ctx, struct dlp_conn *c, const struct dlp_ver
         free(reason);
     }
     if (v->action == DLP_WARN && c->msg.sender && *c->msg.sender) {
-        char *to = mk_xstrdup("");
+        char *to = mk_notify_join(c->msg.rcpts, c->msg.nrcpts);
         struct dlp_notice notice;
         char *text;
         int rc;
 
-        for (size_t i = 0; i < c->msg.nrcpts; i++) {
-            char *next = mk_xasprintf("%s%s%s", to, i ? ", " : "", c->msg.rcpts[i]);
-
-            free(to);
-            to = next;
-        }
         notice = (struct dlp_notice) {p->notify_from, c->msg.sender, to, v->reason, qid};
         text = dlp_notify_text(&notice);
-        rc = dlp_notify_send(p->notify_command, text);
+        rc = mk_notify_send(p->notify_command, text);
         if (rc != 0)
             mk_log(MK_LOG_WARNING, qid, "warn: the notice to the sender could not be sent (%d)", rc);
         free(text);

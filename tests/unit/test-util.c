@@ -6,6 +6,7 @@
 
 #include "mk_hash.h"
 #include "mk_message.h"
+#include "mk_notify.h"
 #include "mk_run.h"
 #include "mk_test.h"
 #include "mk_util.h"
@@ -242,8 +243,43 @@ static void test_message(void)
     test_end();
 }
 
+static void test_notify(void)
+{
+    char *text, *addrs[] = {"a@x.example", "", "b@y.example"};
+
+    test_begin("notify: headers, an encoded non-ASCII subject, the body after a blank line");
+    text = mk_notify_compose("postmaster@x.example", "a@x.example", "病毒已移除 virus removed",
+                             "body\n");
+    test_assert(strncmp(text, "From: postmaster@x.example\nTo: a@x.example\nSubject: =?UTF-8?B?", 62) == 0);
+    test_assert(strstr(text, "=?UTF-8?B?55eF5q+S5bey56e76ZmkIHZpcnVzIHJlbW92ZWQ=?=") != NULL);
+    test_assert(strstr(text, "\nAuto-Submitted: auto-generated\n") != NULL);
+    test_assert(strstr(text, "charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nbody\n") != NULL);
+    free(text);
+    text = mk_notify_compose("p", "t", "plain", "");
+    test_assert(strstr(text, "\nSubject: plain\n") != NULL);
+    free(text);
+    text = mk_notify_join(addrs, 3);
+    test_assert_str(text, "a@x.example, <>, b@y.example");
+    free(text);
+    test_end();
+
+    test_begin("notify: the command gets the text with a null sender; a missing one fails");
+    {
+        char *ok[] = {"/bin/sh", "-c", "test \"$1 $2\" = \"-f <>\" && grep -q '^Subject: s$'",
+                      "sh", NULL};
+        char *none[] = {NULL};
+
+        text = mk_notify_compose("p", "t", "s", "b\n");
+        test_assert_int(mk_notify_send(ok, text), 0);
+        test_assert_int(mk_notify_send(none, text), -1);
+        free(text);
+    }
+    test_end();
+}
+
 int main(void)
 {
+    test_notify();
     test_message();
     test_run();
     test_files_and_lines();
