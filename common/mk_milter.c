@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -11,6 +12,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,8 @@ struct mk_milter_file {
     char *path;
     bool exists;
     struct stat st;
+    const char *const *suffixes;        /* a directory watched by listing, or NULL */
+    uint64_t listing;                   /* its matching names, combined */
 };
 
 struct mk_milter_watch {
@@ -50,9 +54,47 @@ static atomic_bool mk_stopping;
 
 /* ------------------------------------------------------------ file watch */
 
+/*
+ * A directory is watched by the names in it that end in one of the
+ * suffixes, never by its mtime: freshclam makes and removes a temporary
+ * directory at every check, which must not rebuild the engine. The
+ * names are combined order-independently (a sum of their hashes, and
+ * their count) so that no sorting is needed.
+ */
+static uint64_t mk_milter_listing(const char *dir, const char *const *suffixes)
+{
+    uint64_t sum = 0, count = 0;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+
+    if (d == NULL)
+        return 0;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+
+        for (const char *const *s = suffixes; *s; s++) {
+            size_t sl = strlen(*s);
+
+            if (len > sl && strcmp(e->d_name + len - sl, *s) == 0) {
+                uint64_t h = 14695981039346656037ULL;
+
+                for (const unsigned char *p = (const unsigned char *) e->d_name; *p; p++)
+                    h = (h ^ *p) * 1099511628211ULL;
+                sum += h;
+                count++;
+                break;
+            }
+        }
+    }
+    closedir(d);
+    return sum ^ (count * 0x9e3779b97f4a7c15ULL);
+}
+
 static void mk_milter_stat(struct mk_milter_file *f)
 {
     f->exists = stat(f->path, &f->st) == 0;
+    if (f->suffixes)
+        f->listing = f->exists ? mk_milter_listing(f->path, f->suffixes) : 0;
 }
 
 void mk_milter_watch(struct mk_milter_watch *watch, const char *path)
@@ -64,7 +106,18 @@ void mk_milter_watch(struct mk_milter_watch *watch, const char *path)
     watch->files = mk_xrealloc(watch->files, (watch->count + 1) * sizeof(*watch->files));
     f = &watch->files[watch->count++];
     f->path = mk_xstrdup(path);
+    f->suffixes = NULL;
     mk_milter_stat(f);
+}
+
+void mk_milter_watch_dir(struct mk_milter_watch *watch, const char *dir,
+                         const char *const *suffixes)
+{
+    mk_milter_watch(watch, dir);
+    if (watch && dir && *dir) {
+        watch->files[watch->count - 1].suffixes = suffixes;
+        mk_milter_stat(&watch->files[watch->count - 1]);
+    }
 }
 
 static bool mk_milter_watch_changed(const struct mk_milter_watch *watch)
@@ -75,7 +128,10 @@ static bool mk_milter_watch_changed(const struct mk_milter_watch *watch)
         mk_milter_stat(&now);
         if (now.exists != watch->files[i].exists)
             return true;
-        if (now.exists && (now.st.st_mtim.tv_sec != watch->files[i].st.st_mtim.tv_sec
+        if (now.suffixes) {
+            if (now.listing != watch->files[i].listing)
+                return true;
+        } else if (now.exists && (now.st.st_mtim.tv_sec != watch->files[i].st.st_mtim.tv_sec
                            || now.st.st_mtim.tv_nsec != watch->files[i].st.st_mtim.tv_nsec
                            || now.st.st_size != watch->files[i].st.st_size
                            || now.st.st_ino != watch->files[i].st.st_ino))

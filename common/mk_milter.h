@@ -10,6 +10,8 @@
  *	struct mk_milter_gen *mk_milter_acquire(void);
  *	void	mk_milter_release(struct mk_milter_gen *gen);
  *	void	mk_milter_watch(struct mk_milter_watch *watch, const char *path);
+ *	void	mk_milter_watch_dir(struct mk_milter_watch *watch, const char *dir,
+ *				    const char *const *suffixes);
  *	const char *mk_milter_macro(SMFICTX *ctx, const char *name);
  *	const char *mk_milter_queue_id(SMFICTX *ctx);
  *	int	mk_milter_reply(SMFICTX *ctx, const char *rcode, const char *xcode, const char *fmt, ...);
@@ -39,7 +41,11 @@
  *	- a change to any file the component registered with
  *	  mk_milter_watch() during app->load (list files) rebuilds the
  *	  component's policy from the current configuration; files are
- *	  checked every [global] reload_interval.
+ *	  checked every [global] reload_interval. mk_milter_watch_dir()
+ *	  watches which entries of a directory end in one of the suffixes
+ *	  (a NULL-terminated array that must outlive the generation):
+ *	  one appearing or going is a change, other entries coming and
+ *	  going (freshclam's temporary directory) are not.
  *	A reload that fails is logged with its errors and the running
  *	generation stays.
  *
@@ -102,6 +108,8 @@ int mk_milter_main(const struct mk_milter_app *app, int argc, char **argv);
 struct mk_milter_gen *mk_milter_acquire(void);
 void mk_milter_release(struct mk_milter_gen *gen);
 void mk_milter_watch(struct mk_milter_watch *watch, const char *path);
+void mk_milter_watch_dir(struct mk_milter_watch *watch, const char *dir,
+                         const char *const *suffixes);
 const char *mk_milter_macro(SMFICTX *ctx, const char *name);
 const char *mk_milter_queue_id(SMFICTX *ctx);
 int mk_milter_reply(SMFICTX *ctx, const char *rcode, const char *xcode, const char *fmt, ...)

@@ -59,10 +59,10 @@ void av_engine_init(void)
     cl_set_clcb_msg(av_message);
 }
 
-static const char *const av_db_suffixes[] = {
+const char *const av_engine_db_suffixes[] = {
     ".cvd", ".cld", ".cud", ".hdb", ".hsb", ".hdu", ".hsu", ".mdb", ".msb", ".mdu", ".msu",
     ".ndb", ".ndu", ".ldb", ".ldu", ".idb", ".cdb", ".cbc", ".pdb", ".gdb", ".wdb", ".ftm",
-    ".ign", ".ign2", ".info", ".crb", ".yar", ".yara", ".fp", ".sfp",
+    ".ign", ".ign2", ".info", ".crb", ".yar", ".yara", ".fp", ".sfp", NULL,
 };
 
 /* The database files in the directory, plus the directory itself. */
@@ -79,8 +79,8 @@ static char **av_db_files(const char *dir)
 
         if (dot == NULL)
             continue;
-        for (size_t i = 0; i < MK_ARRAY_LEN(av_db_suffixes); i++)
-            if (strcmp(dot, av_db_suffixes[i]) == 0) {
+        for (size_t i = 0; av_engine_db_suffixes[i]; i++)
+            if (strcmp(dot, av_engine_db_suffixes[i]) == 0) {
                 files = mk_xrealloc(files, (n + 2) * sizeof(char *));
                 files[n++] = mk_xasprintf("%s/%s", dir, e->d_name);
                 break;

@@ -18,10 +18,12 @@ void av_engine_init(void);
  *	av_engine_load() builds a libclamav engine from [av] database_dir
  *	(official .cvd/.cld databases and local .hdb, .ndb, .ldb, ...
  *	files alike), with the [av] limits on scan size, file size,
- *	recursion, file count and time, and returns the database files it
- *	read in *files (for the milter shell to watch, so that new
- *	signatures mean a new engine, compiled in the background while scans
- *	in flight finish on the old one).
+ *	recursion, file count and time, and returns the directory and then
+ *	the database files it read in *files (for the milter shell to
+ *	watch, so that new signatures mean a new engine, compiled in the
+ *	background while scans in flight finish on the old one). The
+ *	directory is to be watched for entries ending in one of
+ *	av_engine_db_suffixes (NULL-terminated), not by its mtime.
  *
  *	A scan returns AV_CLEAN, AV_INFECTED, AV_ENCRYPTED (an encrypted
  *	archive or document that could not be looked into), AV_LIMITS (a
@@ -45,6 +47,8 @@ void av_engine_init(void);
 enum av_result { AV_CLEAN, AV_INFECTED, AV_ENCRYPTED, AV_LIMITS, AV_ERROR };
 
 struct av_engine;
+
+extern const char *const av_engine_db_suffixes[];
 
 struct av_engine *av_engine_load(const struct mk_config *cfg, char ***files, char **error);
 void av_engine_free(struct av_engine *engine);
