@@ -126,7 +126,7 @@ action = quarantine
 """
 
 
-def av_setup(slapd):
+def av_setup(slapd, postfix_config):
     """mailkeep-av's directory: a signature for the EICAR test file made
     with sigtool (no signatures can be downloaded here; with network, run
     freshclam and set database_dir = /var/lib/clamav), the test file itself,
@@ -152,7 +152,11 @@ database_dir = {db}
 temp_dir = {d}
 inbound_action = reject
 outbound_action = quarantine
-internal_action = quarantine
+internal_action = replace
+notify_admin = admin@example.com
+notify_sender = outbound
+notify_from = postmaster@example.com
+notify_command = /usr/sbin/sendmail -C {postfix_config} -oi -t
 """)
     return conf, sample
 
@@ -213,7 +217,7 @@ def serve():
         av = None
         av_binary = os.path.join(BUILDDIR, 'milters', 'av', 'mailkeep-av')
         if os.path.exists(av_binary):
-            aconf, eicar = av_setup(st.slapd)
+            aconf, eicar = av_setup(st.slapd, st.postfix.config_dir)
             av = mkstack.Daemon([av_binary, '-f', '-c', aconf], port=PORTS['av'],
                                 workdir=os.path.join(STATE, 'av'), name='mailkeep-av')
             av.start()

@@ -25,21 +25,30 @@
 #include <clamav.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "av_engine.h"
+#include "av_replace.h"
 #include "mk_log.h"
 #include "mk_message.h"
 #include "mk_milter.h"
+#include "mk_notify.h"
 #include "mk_util.h"
 
-enum av_action { AV_ACCEPT, AV_TAG, AV_QUARANTINE, AV_REJECT, AV_DISCARD };
+/* In rising severity: a message for several directions gets the most severe. */
+enum av_action { AV_ACCEPT, AV_TAG, AV_REPLACE, AV_QUARANTINE, AV_REJECT, AV_DISCARD };
 
-static const char *const av_action_names[] = {"accept", "tag", "quarantine", "reject", "discard"};
+static const char *const av_action_names[] = {
+    "accept", "tag", "replace", "quarantine", "reject", "discard",
+};
+
+enum av_notify_sender { AV_NOTIFY_NO, AV_NOTIFY_OUTBOUND, AV_NOTIFY_ALL };
 
 struct av_policy {
     struct av_engine *engine;
@@ -49,6 +58,10 @@ struct av_policy {
     char *temp_dir;
     char *tag_header;
     long max_scans;
+    char *notify_admin, *notify_from;
+    char **notify_command;
+    enum av_notify_sender notify_sender;
+    bool notify_recipients;
 };
 
 struct av_conn {
@@ -172,13 +185,31 @@ static enum av_result av_scan(SMFICTX *ctx, struct av_conn *c, const char **viru
     return r;
 }
 
+static void av_notify_one(const struct av_policy *p, const char *qid, const char *to,
+                          const char *subject, const char *body)
+{
+    char *text = mk_notify_compose(p->notify_from, to, subject, body);
+    int rc = mk_notify_send(p->notify_command, text);
+
+    if (rc != 0)
+        mk_log(MK_LOG_WARNING, qid, "the notice to %s could not be sent (%d)", to, rc);
+    else
+        mk_log(MK_LOG_INFO, qid, "notice sent to %s", to);
+    free(text);
+}
+
+static struct mk_origin av_origin(const struct av_conn *c)
+{
+    const struct mk_ip *ip = c->client.have_ip ? &c->client.ip : NULL;
+
+    return mk_origin_classify(c->gen->origin, ip, c->msg.login, c->client.daemon_name);
+}
+
 /* The most severe action among the directions of the recipients. */
 static int av_infected_action(struct av_conn *c, enum av_action *action)
 {
     struct av_policy *p = av_policy_of(c);
-    const struct mk_ip *ip = c->client.have_ip ? &c->client.ip : NULL;
-    struct mk_origin origin = mk_origin_classify(c->gen->origin, ip, c->msg.login,
-                                                 c->client.daemon_name);
+    struct mk_origin origin = av_origin(c);
 
     *action = AV_ACCEPT;
     for (size_t i = 0; i < c->msg.nrcpts; i++) {
@@ -193,6 +224,100 @@ static int av_infected_action(struct av_conn *c, enum av_action *action)
             *action = a;
     }
     return 0;
+}
+
+/*
+ * Notices: the administrator hears of every verdict that is acted on; the
+ * sender (by default only a local, trusted one: an outside sender's
+ * address is too often forged) of a message that did not arrive whole;
+ * the recipients of one they will not get. A rejected message's sender
+ * has the SMTP reply already.
+ */
+static void av_notify(struct av_conn *c, const char *qid, enum av_action action,
+                      const char *what)
+{
+    struct av_policy *p = av_policy_of(c);
+    const char *sender = c->msg.sender && *c->msg.sender ? c->msg.sender : NULL;
+    const char *fate = action == AV_TAG ? "delivered with a warning header"
+                       : action == AV_REPLACE ? "delivered with the infected parts removed"
+                       : action == AV_QUARANTINE ? "held in quarantine"
+                       : action == AV_REJECT ? "refused" : "discarded";
+    const char *fate_zh = action == AV_TAG ? "已加註警告標頭後投遞"
+                          : action == AV_REPLACE ? "已移除受感染的部分後投遞"
+                          : action == AV_QUARANTINE ? "已被隔離"
+                          : action == AV_REJECT ? "已被拒收" : "已被丟棄";
+    char *rcpts = mk_notify_join(c->msg.rcpts, c->msg.nrcpts);
+    char *body = mk_xasprintf(
+        "A message from %s to %s\n"
+        "was %s by the mail system's virus scanner:\n"
+        "\n"
+        "    %s\n"
+        "\n"
+        "(reference: %s)\n"
+        "\n"
+        "一封由 %s 寄給 %s 的郵件經病毒掃描後%s。\n"
+        "原因：%s\n",
+        sender ? sender : "<>", rcpts, fate, what, qid, sender ? sender : "<>", rcpts, fate_zh,
+        what);
+    bool unscannable = strncmp(what, "unscannable:", 12) == 0;
+    struct mk_origin origin;
+    bool to_sender;
+
+    if (action == AV_ACCEPT)
+        goto out;
+    if (*p->notify_admin)
+        av_notify_one(p, qid, p->notify_admin,
+                      unscannable ? "Message could not be scanned for viruses" : "Virus alert",
+                      body);
+    origin = av_origin(c);
+    to_sender = sender && action != AV_TAG && action != AV_REJECT
+                && (p->notify_sender == AV_NOTIFY_ALL
+                    || (p->notify_sender == AV_NOTIFY_OUTBOUND && mk_origin_trusted(&origin)));
+    if (to_sender)
+        av_notify_one(p, qid, sender,
+                      unscannable ? "Your message could not be scanned for viruses"
+                                  : "Your message contained a virus", body);
+    if (p->notify_recipients && action != AV_TAG && action != AV_REPLACE)
+        for (size_t i = 0; i < c->msg.nrcpts; i++)
+            av_notify_one(p, qid, c->msg.rcpts[i],
+                          unscannable ? "A message to you could not be scanned for viruses"
+                                      : "A message to you contained a virus", body);
+out:
+    free(body);
+    free(rcpts);
+}
+
+/* The message in memory, for the replace action: mapped when it was spilled. */
+static int av_try_replace(SMFICTX *ctx, struct av_conn *c, const char *qid, char **what)
+{
+    struct av_policy *p = av_policy_of(c);
+    struct av_replaced out;
+    const char *data = c->msg.buf ? c->msg.buf : "";
+    void *map = NULL;
+    int rc;
+
+    if (c->msg.spilled) {
+        if (c->msg.len == 0
+            || (map = mmap(NULL, c->msg.len, PROT_READ, MAP_PRIVATE, c->msg.fd, 0)) == MAP_FAILED)
+            return -1;
+        data = map;
+    }
+    mk_milter_scan_begin(ctx, p->max_scans);
+    rc = av_replace(p->engine, data, c->msg.len, &out);
+    mk_milter_scan_end();
+    if (map)
+        munmap(map, c->msg.len);
+    if (rc != 1)
+        return rc;
+    if (smfi_replacebody(ctx, (unsigned char *) out.body, (int) out.body_len) == MI_FAILURE) {
+        av_replaced_free(&out);
+        return -1;
+    }
+    mk_log(MK_LOG_INFO, qid, "replace: %zu part(s) removed: %s", out.parts, out.what);
+    free(*what);
+    *what = mk_xasprintf("removed: %s", out.what);
+    av_replaced_free(&out);
+    return 1;
 }
 
 static sfsistat av_eom(SMFICTX *ctx)
@@ -246,10 +371,27 @@ static sfsistat av_eom(SMFICTX *ctx)
     mk_log(MK_LOG_INFO, qid, "%s: from [%s]: %s", av_action_names[action], c->client.ip_text,
            virus);
     what = mk_xasprintf("%s %s", r == AV_INFECTED ? "infected:" : "unscannable:", virus);
+    if (action == AV_REPLACE) {
+        switch (av_try_replace(ctx, c, qid, &what)) {
+        case 1:
+            break;
+        case 0:
+            mk_log(MK_LOG_INFO, qid, "quarantine: %s cannot be cut out of the message", virus);
+            action = AV_QUARANTINE;
+            break;
+        default:
+            mk_log(MK_LOG_ERROR, qid, "tempfail: the infected part could not be replaced");
+            mk_milter_reply(ctx, "451", "4.3.0", "Virus scanner failure; try again later");
+            free(what);
+            av_message_reset(c);
+            return SMFIS_TEMPFAIL;
+        }
+    }
     switch (action) {
     case AV_ACCEPT:
         break;
     case AV_TAG:
+    case AV_REPLACE:
         if (smfi_addheader(ctx, p->tag_header, what) == MI_FAILURE)
             rc = SMFIS_TEMPFAIL;
         break;
@@ -271,6 +413,8 @@ static sfsistat av_eom(SMFICTX *ctx)
         rc = SMFIS_DISCARD;
         break;
     }
+    if (rc != SMFIS_TEMPFAIL)
+        av_notify(c, qid, action, what);
     free(what);
     av_message_reset(c);
     return rc;
@@ -296,7 +440,7 @@ static sfsistat av_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, u
                              unsigned long f3, unsigned long *pf0, unsigned long *pf1,
                              unsigned long *pf2, unsigned long *pf3)
 {
-    unsigned long need = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE;
+    unsigned long need = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY | SMFIF_QUARANTINE;
 
     (void) ctx;
     (void) f2;
@@ -319,6 +463,9 @@ static void av_unload(void *policy)
     av_engine_free(p->engine);
     free(p->temp_dir);
     free(p->tag_header);
+    free(p->notify_admin);
+    free(p->notify_from);
+    mk_str_array_free(p->notify_command);
     free(p);
 }
 
@@ -333,7 +480,10 @@ static void *av_load(const struct mk_config *cfg, struct mk_directory *dir,
     p->engine = av_engine_load(cfg, &files, error);
     /* Watch the databases even when they failed to load: a fix is a change. */
     for (char **f = files; f && *f; f++)
-        mk_milter_watch(watch, *f);
+        if (f == files)
+            mk_milter_watch_dir(watch, *f, av_engine_db_suffixes);
+        else
+            mk_milter_watch(watch, *f);
     mk_str_array_free(files);
     if (p->engine == NULL) {
         av_unload(p);
@@ -347,6 +497,14 @@ static void *av_load(const struct mk_config *cfg, struct mk_directory *dir,
     p->temp_dir = mk_xstrdup(mk_config_str(cfg, "av", "temp_dir"));
     p->tag_header = mk_xstrdup(mk_config_str(cfg, "av", "tag_header"));
     p->max_scans = (long) mk_config_num(cfg, "av", "max_concurrent_scans");
+    p->notify_admin = mk_xstrdup(mk_config_str(cfg, "av", "notify_admin"));
+    p->notify_from = mk_xstrdup(mk_config_str(cfg, "av", "notify_from"));
+    p->notify_command = mk_str_split(mk_config_str(cfg, "av", "notify_command"), " \t", NULL);
+    p->notify_sender = strcmp(mk_config_str(cfg, "av", "notify_sender"), "all") == 0
+                       ? AV_NOTIFY_ALL
+                       : strcmp(mk_config_str(cfg, "av", "notify_sender"), "outbound") == 0
+                       ? AV_NOTIFY_OUTBOUND : AV_NOTIFY_NO;
+    p->notify_recipients = mk_config_bool(cfg, "av", "notify_recipients");
     mk_log(MK_LOG_INFO, NULL, "ClamAV engine loaded: %u signatures", av_engine_signatures(p->engine));
     return p;
 }
@@ -354,7 +512,7 @@ static void *av_load(const struct mk_config *cfg, struct mk_directory *dir,
 static struct smfiDesc av_desc = {
     .xxfi_name = "mailkeep-av",
     .xxfi_version = SMFI_VERSION,
-    .xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE,
+    .xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY | SMFIF_QUARANTINE,
     .xxfi_connect = av_connect,
     .xxfi_envfrom = av_envfrom,
     .xxfi_envrcpt = av_envrcpt,
@@ -380,5 +538,6 @@ int main(int argc, char **argv)
         return 70;
     }
     av_engine_init();
+    av_replace_init();
     return mk_milter_main(&av_app, argc, argv);
 }

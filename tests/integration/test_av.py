@@ -1,7 +1,11 @@
 """mailkeep-av through the real Postfix, with an embedded ClamAV engine and
 signatures the tests make themselves (no download)."""
+import base64
+import email
+import email.policy
 import hashlib
 import os
+import re
 import subprocess
 import tempfile
 import threading
@@ -230,3 +234,101 @@ def test_killed_milter_tempfails(env):
     av.start()
     res = inbound(st, with_attachment('av-down', 'a.txt', b'a\n'))
     assert res.ok and delivered(st, 'av-down')
+
+
+def test_replace_cuts_out_the_infected_part_and_keeps_the_rest(env):
+    st, av = env
+    av.write_config('inbound_action = replace\n')
+    av.reload_and_wait()
+    try:
+        msg = EmailMessage()
+        msg['From'] = 'stranger@outside.example'
+        msg['To'] = 'alice@example.com'
+        msg['Subject'] = 'av-cut-ok'
+        msg.set_content('the report is attached\n')
+        msg.add_attachment(b'quarterly numbers\n', maintype='application', subtype='octet-stream',
+                           filename='report.bin')
+        msg.add_attachment(EICAR, maintype='application', subtype='octet-stream',
+                           filename='eicar.com')
+        res = inbound(st, msg.as_bytes())
+        assert res.ok, res.describe()
+        raw = st.wait_for_message('alice@example.com', 'av-cut-ok')
+        assert EICAR not in raw
+        got = email.message_from_bytes(raw, policy=email.policy.default)
+        assert re.search(r'removed: Eicar-Test-Signature(\.UNOFFICIAL)? in "eicar.com"',
+                         got['X-Mailkeep-AV']), got['X-Mailkeep-AV']
+        parts = {p.get_filename(): p for p in got.iter_attachments()}
+        assert set(parts) == {'report.bin', 'virus-removed.txt'}, list(parts)
+        assert parts['report.bin'].get_content() == b'quarterly numbers\n'
+        notice = parts['virus-removed.txt'].get_content()
+        assert '"eicar.com"' in notice and 'Eicar-Test-Signature' in notice and '含有病毒' in notice
+        assert got.get_body(('plain',)).get_content().replace('\r\n', '\n') == 'the report is attached\n'
+        assert 'replace: 1 part(s) removed' in av.log()
+
+        # nothing but the virus: there is no part to cut out, so it is held
+        res = inbound(st, b'From: stranger@outside.example\r\nSubject: av-cut-single\r\n'
+                      b'MIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\n'
+                      b'Content-Transfer-Encoding: base64\r\n\r\n'
+                      + base64.encodebytes(EICAR).replace(b'\n', b'\r\n'))
+        assert res.ok, res.describe()
+        assert re.search(r'quarantine: Eicar-Test-Signature\S* cannot be cut out', av.log())
+        assert res.queue_id.encode() in st.postfix.postqueue('-p').stdout
+        assert not delivered(st, 'av-cut-single', timeout=2)
+    finally:
+        av.write_config()
+        av.reload_and_wait()
+
+
+def test_notices_go_to_admin_local_sender_and_recipients(env):
+    st, av = env
+    av.write_config('internal_action = quarantine\ninbound_action = quarantine\n'
+                    'notify_admin = bob@example.com\nnotify_recipients = yes\n'
+                    'notify_from = postmaster@example.com\n'
+                    'notify_command = /usr/sbin/sendmail -C %s -oi -t\n'
+                    % st.postfix.config_dir)
+    av.reload_and_wait()
+    try:
+        # internal mail from a local user: everyone concerned hears of it
+        msg = with_attachment('av-notice-internal', 'eicar.com', EICAR)
+        res = st.send('alice@example.com', ['carol@example.com'], data=msg,
+                      auth=('alice@example.com', 'mailkeep'))
+        assert res.ok, res.describe()
+        for user, subject in (('bob@example.com', 'Virus alert'),
+                              ('alice@example.com', 'Your message contained a virus'),
+                              ('carol@example.com', 'A message to you contained a virus')):
+            raw = st.wait_for_message(user, lambda b, s=subject, q=res.queue_id:
+                                      s.encode() in b and q.encode() in b)
+            got = email.message_from_bytes(raw, policy=email.policy.default)
+            assert got['Auto-Submitted'] == 'auto-generated'
+            text = got.get_content()
+            assert 'held in quarantine' in text and 'Eicar-Test-Signature' in text
+            assert '已被隔離' in text
+            assert EICAR not in raw
+        # inbound: an outside sender is not told (its address is too often forged)
+        before = len(av.log())
+        res = inbound(st, with_attachment('av-notice-inbound', 'eicar.com', EICAR))
+        assert res.ok, res.describe()
+        st.wait_for_message('bob@example.com', lambda b, q=res.queue_id: q.encode() in b)
+        log = av.log()[before:]
+        assert 'notice sent to bob@example.com' in log
+        assert 'notice sent to alice@example.com' in log          # the recipient
+        assert 'stranger@outside.example' not in log.split('notice sent to', 1)[1]
+    finally:
+        av.write_config()
+        av.reload_and_wait()
+
+
+def test_freshclam_temporary_directories_do_not_rebuild_the_engine(env):
+    _st, av = env
+    before = len(av.log())
+    tmp = os.path.join(av.db, 'tmp.7f3a1c')     # what freshclam makes at every check
+    os.mkdir(tmp)
+    write(os.path.join(tmp, 'clamav-1234.tmp'), 'partial download')
+    time.sleep(2.5)                             # more than two reload intervals
+    os.unlink(os.path.join(tmp, 'clamav-1234.tmp'))
+    os.rmdir(tmp)
+    time.sleep(2.5)
+    assert 'watched file changed' not in av.log()[before:]
+    # a new database file in the directory still is a change
+    write(os.path.join(av.db, 'extra.ndb'), 'Mailkeep-Test-Ndb:0:*:4d41494c4b4545502d4e44422d54455354\n')
+    assert av.wait_log('watched file changed: configuration generation', start=before, timeout=30)
