@@ -139,6 +139,12 @@ const struct mk_config_key mk_config_schema[] = {
     S("av", "notify_from", "postmaster"),
     S("av", "notify_command", "/usr/sbin/sendmail -oi -t"),
 
+    /* [journal]: mailkeep-journal, the archive's capture */
+    MILTER_KEYS("journal", "10029"),
+    P("journal", "spool_dir", MK_LOCALSTATEDIR "/spool/mailkeep/journal"),
+    E("journal", "on_failure", "tempfail", "tempfail|accept"),
+    Z("journal", "min_free", "100M", 0, 0),
+
     /* [quarantine]: the hold queue that DLP and antivirus share */
     P("quarantine", "postfix_config", "/etc/postfix"),
 };
