@@ -145,6 +145,15 @@ const struct mk_config_key mk_config_schema[] = {
     E("journal", "on_failure", "tempfail", "tempfail|accept"),
     Z("journal", "min_free", "100M", 0, 0),
 
+    /* [archive]: the compliance archive (mailkeep archive) */
+    P("archive", "dir", MK_LOCALSTATEDIR "/lib/mailkeep/archive"),
+    P("archive", "keys_dir", MK_SYSCONFDIR "/mailkeep/archive-keys"),
+    P("archive", "index", ""),
+    I("archive", "batch", "256", 1, 100000),
+    D("archive", "ingest_interval", "1s", 1, 3600),
+    S("archive", "doveadm", "/usr/bin/doveadm"),
+    S("archive", "export_mailbox", "Archive export"),
+
     /* [quarantine]: the hold queue that DLP and antivirus share */
     P("quarantine", "postfix_config", "/etc/postfix"),
 };

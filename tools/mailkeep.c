@@ -29,6 +29,10 @@ static const struct {
     {"dlp", mailkeep_dlp, "scan [-m|-f] [-d DIRECTION] FILE|-: what the detectors find"},
     {"quarantine", mailkeep_quarantine, "list | show ID | release ID... | delete ID...: held mail"},
 #endif
+#ifdef HAVE_ARCHIVE
+    {"archive", mailkeep_archive,
+     "init | ingest | search | show | verify | export | import | reindex: the archive"},
+#endif
 };
 
 static void mailkeep_usage(FILE *fp)

@@ -22,6 +22,7 @@ int mailkeep_config(const char *config_path, int argc, char **argv);
 int mailkeep_directory(const char *config_path, int argc, char **argv);
 int mailkeep_dlp(const char *config_path, int argc, char **argv);
 int mailkeep_quarantine(const char *config_path, int argc, char **argv);
+int mailkeep_archive(const char *config_path, int argc, char **argv);
 
 struct mk_config;
 

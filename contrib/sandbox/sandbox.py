@@ -28,7 +28,8 @@ STATE = os.environ.get('MK_SANDBOX_DIR', '/var/tmp/mailkeep-sandbox')
 PIDFILE = os.path.join(STATE, 'supervisor.pid')
 INFO = os.path.join(STATE, 'sandbox.json')
 PORTS = {'smtp': 2525, 'imap': 1143, 'pop3': 1110, 'lmtp': 2424, 'dovecot_auth': 2426,
-         'ldap': 3389, 'sink': 2526, 'block': 10025, 'dlp': 10026, 'av': 10027}
+         'ldap': 3389, 'sink': 2526, 'block': 10025, 'dlp': 10026, 'av': 10027,
+         'journal': 10029}
 
 EICAR = b'X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
 
@@ -161,6 +162,31 @@ notify_command = /usr/sbin/sendmail -C {postfix_config} -oi -t
     return conf, sample
 
 
+def archive_setup(slapd, dovecot_config):
+    """mailkeep-journal's configuration and the archive's, one file for
+    both (the milter and the mailkeep command read the same settings);
+    the archive and its keys are made once and kept across restarts."""
+    d = os.path.join(STATE, 'archive')
+    os.makedirs(d, exist_ok=True)
+    conf = os.path.join(d, 'mailkeep.conf')
+    with open(conf, 'w') as f:
+        f.write(base_config('mailkeep-journal and the archive: see mailkeep.conf(5), '
+                            'mailkeep-journal(8), mailkeep(8)', slapd) + f"""
+[journal]
+socket = inet:{PORTS['journal']}@127.0.0.1
+spool_dir = {d}/spool
+
+[archive]
+dir = {d}/store
+keys_dir = {d}/keys
+doveadm = /usr/bin/doveadm -c {dovecot_config}
+""")
+    if not os.path.exists(os.path.join(d, 'keys', 'archive.key')):
+        subprocess.run([os.path.join(BUILDDIR, 'tools', 'mailkeep'), '-c', conf, 'archive',
+                        'init'], check=True, stdout=subprocess.DEVNULL)
+    return conf
+
+
 def serve():
     """The supervisor: start everything, write the info file, wait for SIGTERM."""
     stop = []
@@ -200,6 +226,7 @@ def serve():
         st.postfix.start()
         st.started = True
         dlp = None
+        non_smtpd = []
         dlp_binary = os.path.join(BUILDDIR, 'milters', 'dlp', 'mailkeep-dlp')
         if os.path.exists(dlp_binary):
             ddir = os.path.join(STATE, 'dlp')
@@ -213,6 +240,7 @@ def serve():
             daemons.append(dlp)
             dsock = 'inet:127.0.0.1:%d' % PORTS['dlp']
             milters += ', ' + dsock
+            non_smtpd.append(dsock)
             st.postfix.set_params(smtpd_milters=milters, non_smtpd_milters=dsock)
         av = None
         av_binary = os.path.join(BUILDDIR, 'milters', 'av', 'mailkeep-av')
@@ -227,6 +255,26 @@ def serve():
             av_sock = 'inet:127.0.0.1:%d' % PORTS['av']
             milters = milters.replace(block_sock, block_sock + ', ' + av_sock)
             st.postfix.set_params(smtpd_milters=milters)
+        journal = None
+        jr_binary = os.path.join(BUILDDIR, 'milters', 'journal', 'mailkeep-journal')
+        mailkeep = os.path.join(BUILDDIR, 'tools', 'mailkeep')
+        if os.path.exists(jr_binary) and os.path.exists(mailkeep):
+            jconf = archive_setup(st.slapd, st.dovecot.conf_path)
+            jdir = os.path.join(STATE, 'archive')
+            journal = mkstack.Daemon([jr_binary, '-f', '-c', jconf], port=PORTS['journal'],
+                                     workdir=jdir, name='mailkeep-journal')
+            journal.start()
+            daemons.append(journal)
+            # the archive's ingest, as its systemd service would run it
+            ingest = mkstack.Daemon([mailkeep, '-c', jconf, 'archive', 'ingest', '-w'],
+                                    workdir=jdir, name='mailkeep-archive-ingest')
+            ingest.start()
+            daemons.append(ingest)
+            # the journal comes last, and sees local submission too
+            jsock = 'inet:127.0.0.1:%d' % PORTS['journal']
+            milters += ', ' + jsock
+            non_smtpd.append(jsock)
+            st.postfix.set_params(smtpd_milters=milters, non_smtpd_milters=', '.join(non_smtpd))
         info = {
             'pid': os.getpid(),
             'state': STATE,
@@ -249,6 +297,8 @@ def serve():
             'av_config': aconf if av else None,
             'av_eicar': eicar if av else None,
             'av_log': av.stderr_path if av else None,
+            'archive_config': jconf if journal else None,
+            'journal_log': journal.stderr_path if journal else None,
         }
         with open(INFO + '.tmp', 'w') as f:
             json.dump(info, f, indent=1)
@@ -310,6 +360,20 @@ def av_help(i):
 """
 
 
+def archive_help(i):
+    if not i.get('archive_config'):
+        return ''
+    c = i['archive_config']
+    return f"""  # the archive (mailkeep-journal inet:{i['ports']['journal']}@127.0.0.1 captures every
+  # message; an ingest process archives it within a second):
+  build/tools/mailkeep -c {c} archive search 個資
+  build/tools/mailkeep -c {c} archive search from:alice date:2026 has:attachment
+  build/tools/mailkeep -c {c} archive show ID
+  build/tools/mailkeep -c {c} archive verify
+  build/tools/mailkeep -c {c} archive export -f mbox -o /tmp/export.mbox from:alice
+"""
+
+
 def show():
     i = json.load(open(INFO))
     p = i['ports']
@@ -339,7 +403,7 @@ Try it:
   swaks -s 127.0.0.1:{i['smtp_port']} --xclient-addr 203.0.113.5 -f deals@promo.example -t bob@example.com
   curl -s -u bob@example.com:mailkeep 'imap://127.0.0.1:{p['imap']}/Junk;UID=1'
 
-{dlp_help(i)}{av_help(i)}
+{dlp_help(i)}{av_help(i)}{archive_help(i)}
   Edit a list (it reloads within seconds): {i['block_lists']}/bad-senders
   Reload the configuration: kill -USR1 {i['block_pid']}   ({i['block_config']})
   Logs: {i['block_log']}

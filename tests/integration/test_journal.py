@@ -1,56 +1,13 @@
 """mailkeep-journal through the real Postfix: every accepted message is in
 the spool, complete and with its envelope, before Postfix accepts it; when
 it cannot be written, Postfix tempfails."""
-import glob
 import os
 import time
 
 import pytest
 
 import mkstack
-from milterenv import BUILDDIR, Milter, write
-
-JOURNAL = os.path.join(BUILDDIR, 'milters', 'journal', 'mailkeep-journal')
-
-
-class JournalMilter(Milter):
-    binary = JOURNAL
-    name = 'mailkeep-journal'
-
-    def __init__(self, workdir, slapd):
-        super().__init__(workdir, 'journal')
-        self.slapd = slapd
-        self.spool = self.path('spool')
-        self.write_config()
-
-    def write_config(self, extra=''):
-        write(self.config,
-              '[global]\nlog = stderr\nlog_level = debug\ndirectory = ldap\n'
-              'trusted_networks = 127.0.0.0/8 ::1/128\n'
-              '[ldap]\nuri = %s\nbase = %s\nbind_dn = %s\nbind_password = %s\n'
-              '[journal]\nsocket = inet:%d@127.0.0.1\nspool_dir = %s\n%s'
-              % (self.slapd.uri, self.slapd.base_dn, self.slapd.service_dn,
-                 self.slapd.service_pw, self.port, self.spool, extra))
-
-    def entries(self):
-        """[(message bytes, {key: value}, [(rcpt, direction)])] in spool order."""
-        out = []
-        for path in sorted(glob.glob(os.path.join(self.spool, 'new', '*'))):
-            with open(path, 'rb') as f:
-                data = f.read()
-            trailer = data[-48:]
-            assert trailer.startswith(b'\nMKJ1 ') and trailer.endswith(b'\n'), path
-            msg_len, env_len = (int(x) for x in trailer[6:-1].split(b' '))
-            assert msg_len + env_len + 48 == len(data)
-            env, rcpts = {}, []
-            for line in data[msg_len:msg_len + env_len].decode().splitlines():
-                key, value = line.split(' ', 1)
-                if key == 'rcpt':
-                    rcpts.append(tuple(value.split(' ')))
-                else:
-                    env[key] = value
-            out.append((data[:msg_len], env, rcpts))
-        return out
+from archiveenv import JournalMilter
 
 
 @pytest.fixture(scope='module')
