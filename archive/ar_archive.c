@@ -250,8 +250,9 @@ struct ar_archive *ar_archive_open(const struct ar_archive_paths *paths, bool wr
     }
     if (ar_keys_load(a->keys_dir, &a->keys, writer, error) < 0)
         goto fail;
-    if ((a->store = ar_store_open(a->dir, a->keys.master, error)) == NULL)
+    if ((a->store = ar_store_open(a->dir, a->keys.master, writer, error)) == NULL)
         goto fail;
+    ar_note(a, ar_store_take_note(a->store));
     if (writer) {
         if ((a->log = ar_log_open(a->log_path, &a->keys, error)) == NULL)
             goto fail;
@@ -621,8 +622,14 @@ int ar_archive_verify(struct ar_archive *a, const struct ar_verify_cb *cb,
     if (rc >= 0) {
         w.total = mk_hash_count(v.objects);
         mk_hash_walk(v.objects, ar_verify_object, &w);
-        if (ar_store_walk(a->store, ar_verify_present, &v, error) < 0
-            || ar_verify_index(&v, error) < 0)
+        char *damage = NULL;
+
+        /* damage in a pack is a problem to report, not a reason to stop */
+        if (ar_store_walk(a->store, ar_verify_present, &v, &damage) < 0)
+            ar_problem(&v, "damaged", damage);
+        else
+            free(damage);
+        if (ar_verify_index(&v, error) < 0)
             rc = -1;
     }
     mk_hash_free(v.objects);

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -200,7 +201,7 @@ static void mka_time(int64_t t, char *buf, size_t size)
     strftime(buf, size, "%Y-%m-%d %H:%M", &tm);
 }
 
-/* One line of a header value for the table, at most width characters. */
+/* One line of a header value for the table, padded to width columns (CJK is two wide). */
 static void mka_cell(const char *s, int width, char *out, size_t size)
 {
     size_t o = 0;
@@ -217,6 +218,8 @@ static void mka_cell(const char *s, int width, char *out, size_t size)
         cols += w;
         p += len;
     }
+    while (cols++ < width && o + 1 < size)
+        out[o++] = ' ';
     out[o] = '\0';
 }
 
@@ -367,7 +370,7 @@ static int mka_search(const struct mka_ctx *x, int argc, char **argv)
             mka_cell(row.sender && *row.sender ? row.sender : "<>", 24, from, sizeof(from));
             mka_cell(row.recipients, 24, to, sizeof(to));
             mka_cell(row.subject, 30, subject, sizeof(subject));
-            printf("%-16lld  %-16s  %-8s  %-24s  %-24s  %s  %8lld  %s\n", (long long) row.id, date,
+            printf("%-16lld  %-16s  %-8s  %s  %s  %s  %8lld  %s\n", (long long) row.id, date,
                    row.direction, from, to, subject, (long long) row.size, mka_check_word(check));
             ar_index_row_free(&row);
         }
@@ -425,16 +428,23 @@ static int mka_show(const struct mka_ctx *x, int argc, char **argv)
         return 2;
     }
     if (envelope) {
-        char date[32], hex[65];
+        char date[32], hex[65], *pack = NULL, *where = NULL;
+        uint64_t offset = 0, length = 0;
 
         mka_time(row.time, date, sizeof(date));
         ar_hex(row.object, hex);
+        if (ar_store_locate(ar_archive_store(a), row.object, &pack, &offset, &length, &where) == 1)
+            where = mk_xasprintf("%s offset %llu length %llu", pack, (unsigned long long) offset,
+                                 (unsigned long long) length);
         printf("ID: %lld\nReceived: %s\nDirection: %s\nSender: %s\nRecipients: %s\n"
-               "Client: %s\nLogin: %s\nQueue-ID: %s\nSource: %s\nSHA-256: %s\nVerified: ok\n",
+               "Client: %s\nLogin: %s\nQueue-ID: %s\nSource: %s\nSHA-256: %s\nStored: %s\n"
+               "Verified: ok\n",
                (long long) row.id, date, row.direction, row.sender ? row.sender : "",
                row.recipients ? row.recipients : "", row.client ? row.client : "",
                row.login ? row.login : "", row.queue_id ? row.queue_id : "",
-               row.source ? row.source : "", hex);
+               row.source ? row.source : "", hex, where ? where : "?");
+        free(pack);
+        free(where);
     } else if (fwrite(msg, 1, len, stdout) != len || fflush(stdout) != 0) {
         mka_err("show: cannot write: %s", strerror(errno));
         rc = -1;

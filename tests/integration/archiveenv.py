@@ -76,10 +76,12 @@ class Archive:
         assert out[0].startswith('ID ') and out[-1].endswith('on page 1'), out
         return [(int(line.split()[0]), line) for line in out[1:-1]]
 
-    def object_path(self, msg_id):
-        env = self.run('show', '-e', str(msg_id)).stdout
-        sha = [line.split(': ')[1] for line in env.splitlines() if line.startswith('SHA-256')][0]
-        return os.path.join(self.dir, 'archive', 'objects', sha[:2], sha)
+    def object_location(self, msg_id):
+        """(sha256, pack path, offset, length) of a message's stored object."""
+        env = dict(line.split(': ', 1) for line in
+                   self.run('show', '-e', str(msg_id)).stdout.splitlines() if ': ' in line)
+        pack, _, offset, _, length = env['Stored'].split(' ')
+        return env['SHA-256'], pack, int(offset), int(length)
 
     def spool_files(self):
         return glob.glob(os.path.join(self.spool, 'new', '*'))

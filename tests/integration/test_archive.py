@@ -91,26 +91,25 @@ def test_a_flipped_byte_is_reported_by_show_search_and_verify(env):
     send(st, 'ar-tamper')
     ar.run('ingest')
     (msg_id, _), = ar.search('subject:ar-tamper')
-    path = ar.object_path(msg_id)
-    with open(path, 'rb') as f:
-        original = f.read()
-    tampered = bytearray(original)
-    tampered[len(tampered) // 2] ^= 0x01
-    os.chmod(path, 0o600)
-    with open(path, 'wb') as f:
-        f.write(tampered)
+    sha, pack, offset, length = ar.object_location(msg_id)
+    with open(pack, 'r+b') as f:
+        f.seek(offset + length // 2)
+        byte = f.read(1)
+        f.seek(offset + length // 2)
+        f.write(bytes([byte[0] ^ 0x01]))
     try:
         r = ar.run('show', str(msg_id), check=False)
         assert r.returncode != 0 and 'FAILS VERIFICATION' in r.stderr and r.stdout == ''
         assert 'MODIFIED' in ar.search('subject:ar-tamper')[0][1]
         r = ar.run('verify', check=False)
         assert r.returncode == 1 and 'PROBLEMS FOUND' in r.stdout
-        assert 'modified: object %s' % os.path.basename(path) in r.stdout
+        assert 'modified: object %s' % sha in r.stdout
         r = ar.run('verify', str(msg_id), check=False)
         assert r.returncode == 1 and 'modified' in r.stdout
     finally:
-        with open(path, 'wb') as f:
-            f.write(original)
+        with open(pack, 'r+b') as f:
+            f.seek(offset + length // 2)
+            f.write(byte)
     assert 'intact' in ar.run('verify').stdout
 
 
@@ -197,6 +196,49 @@ def test_export_into_a_mailbox_for_retrieval_over_imap(env):
     assert '1 message(s) saved' in r.stdout
     msgs = st.imap_messages('carol@example.com', folder='Archive export')
     assert [raw for _uid, raw in msgs] == [archived], msgs
+
+
+def test_reindex_rebuilds_the_same_index_from_log_and_store(env):
+    st, _jr, ar = env
+    send(st, 'ar-reindex', big5_with_docx('ar-reindex'))
+    ar.run('ingest')
+    before = [i for i, _ in ar.search('date:2000..2100', count=100000)]
+    assert before
+    index = os.path.join(ar.dir, 'archive', 'index.sqlite')
+    os.unlink(index)                                  # lost entirely
+    for suffix in ('-wal', '-shm'):
+        if os.path.exists(index + suffix):
+            os.unlink(index + suffix)
+    r = ar.run('search', 'x', check=False)
+    assert r.returncode != 0 and 'no index' in r.stderr
+    ar.run('reindex')
+    after = [i for i, _ in ar.search('date:2000..2100', count=100000)]
+    assert after == before
+    assert len(ar.search('subject:ar-reindex 個資 attachment:zephyrine')) == 1
+    assert 'intact' in ar.run('verify').stdout
+
+
+def test_maildir_import_takes_the_envelope_from_headers(env):
+    _st, _jr, ar = env
+    maildir = os.path.join(ar.dir, 'Maildir')
+    for sub in ('cur', 'new', 'tmp', '.Sent/cur', '.Sent/new', '.Sent/tmp'):
+        os.makedirs(os.path.join(maildir, sub), exist_ok=True)
+    inbox = os.path.join(maildir, 'cur', '1700000000.1.host:2,S')
+    with open(inbox, 'wb') as f:
+        f.write(b'From: Wei <wei@example.org>\r\nTo: mei@example.org\r\nCc: jun@example.org\r\n'
+                b'Subject: ar-maildir-inbox\r\nDate: Tue, 14 Nov 2023 08:00:00 +0800\r\n\r\nold\r\n')
+    os.utime(inbox, (1700000000, 1700000000))       # delivered in November 2023
+    with open(os.path.join(maildir, '.Sent', 'cur', '1700000001.2.host:2,S'), 'wb') as f:
+        f.write(b'From: mei@example.org\r\nTo: wei@example.org\r\nSubject: ar-maildir-sent\r\n\r\nx\r\n')
+    r = ar.run('import', maildir)
+    assert '2 message(s) read' in r.stdout and 'archived' in r.stdout
+    (msg_id, line), = ar.search('subject:ar-maildir-inbox')
+    assert ' 2023-11-1' in line                       # its own time, not today's
+    env_text = ar.run('show', '-e', str(msg_id)).stdout
+    assert 'Sender: wei@example.org' in env_text
+    assert 'Recipients: mei@example.org\njun@example.org' in env_text
+    assert 'Source: import' in env_text and 'Direction: unknown' in env_text
+    assert len(ar.search('subject:ar-maildir-sent')) == 1
 
 
 def test_kill_9_during_ingest_loses_and_duplicates_nothing(env):
