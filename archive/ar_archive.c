@@ -26,7 +26,15 @@ struct ar_archive {
     struct ar_log *log;                 /* the writer's */
     struct ar_index *index;
     char *note;
+    size_t index_pending;               /* rows in the open index transaction */
+    bool index_behind;                  /* an index transaction failed: catch up */
 };
+
+/* Index rows go in transactions of this many (or fewer, at the end of an ingest):
+ * FTS5 merges less with fewer, larger commits. The log is committed per batch. */
+#define AR_INDEX_TXN 4096
+
+static int ar_archive_index_commit(struct ar_archive *a, char **error);
 
 static void ar_note(struct ar_archive *a, char *note)
 {
@@ -103,8 +111,12 @@ int ar_archive_init(const struct ar_archive_paths *paths, char **error)
 
 void ar_archive_close(struct ar_archive *a)
 {
+    char *error = NULL;
+
     if (a == NULL)
         return;
+    if (a->index && a->index_pending && ar_archive_index_commit(a, &error) < 0)
+        free(error);                    /* caught up from the log at the next open */
     ar_index_close(a->index);
     ar_log_close(a->log);
     ar_store_close(a->store);
@@ -300,6 +312,26 @@ static void *ar_extract_worker(void *arg)
     return NULL;
 }
 
+/* Give up the open index transaction: the next ingest catches up from the log. */
+static void ar_index_abandon(struct ar_archive *a)
+{
+    sqlite3_exec(ar_index_db(a->index), "ROLLBACK", NULL, NULL, NULL);
+    a->index_pending = 0;
+    a->index_behind = true;
+}
+
+static int ar_archive_index_commit(struct ar_archive *a, char **error)
+{
+    if (a->index_pending == 0)
+        return 0;
+    if (ar_index_commit(a->index, error) < 0) {
+        ar_index_abandon(a);
+        return -1;
+    }
+    a->index_pending = 0;
+    return 0;
+}
+
 /* Move a spool file that cannot be archived out of the way, keeping it. */
 static void ar_spool_damaged(struct ar_archive *a, const char *name, const char *why)
 {
@@ -316,7 +348,125 @@ static void ar_spool_damaged(struct ar_archive *a, const char *name, const char 
     free(to);
 }
 
-static int ar_ingest_batch(struct ar_archive *a, char **names, size_t n,
+/*
+ * The indexer: a thread that adds the rows of logged batches to the index
+ * while the next batch is read, extracted, stored and logged. It alone
+ * uses the index connection while an ingest runs.
+ */
+struct ar_indexed_batch {
+    struct ar_batch_item *items;
+    size_t count, n;
+    struct ar_indexed_batch *next;
+};
+
+struct ar_indexer {
+    struct ar_archive *a;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    struct ar_indexed_batch *head, *tail;
+    size_t queued;
+    bool done;
+    char *error;                        /* the first index error */
+};
+
+static void ar_batch_free(struct ar_batch_item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        ar_spool_item_free(&items[i].spool);
+        ar_doc_free(&items[i].doc);
+    }
+    free(items);
+}
+
+static void ar_indexer_add(struct ar_indexer *x, struct ar_indexed_batch *b)
+{
+    struct ar_archive *a = x->a;
+    char *error = NULL;
+
+    if (a->index_behind)
+        return;                         /* caught up from the log at the next ingest */
+    if (a->index_pending == 0 && ar_index_begin(a->index, &error) < 0) {
+        a->index_behind = true;
+        goto fail;
+    }
+    for (size_t i = 0; i < b->count; i++) {
+        struct ar_batch_item *it = &b->items[i];
+        struct ar_index_entry e = {it->seq, {0}, {0}, it->spool.env.time, it->spool.msg_len,
+                                   &it->spool.env, it->spool.name};
+
+        memcpy(e.object, it->object, 32);
+        memcpy(e.envelope, it->envelope, 32);
+        if (ar_index_add(a->index, &e, &it->doc, NULL, &error) < 0) {
+            ar_index_abandon(a);
+            goto fail;
+        }
+        a->index_pending++;
+    }
+    if (a->index_pending >= AR_INDEX_TXN && ar_archive_index_commit(a, &error) < 0)
+        goto fail;
+    return;
+fail:
+    pthread_mutex_lock(&x->lock);
+    if (x->error == NULL)
+        x->error = error;
+    else
+        free(error);
+    pthread_mutex_unlock(&x->lock);
+}
+
+static void *ar_indexer_run(void *arg)
+{
+    struct ar_indexer *x = arg;
+
+    for (;;) {
+        struct ar_indexed_batch *b;
+
+        pthread_mutex_lock(&x->lock);
+        while (x->head == NULL && !x->done)
+            pthread_cond_wait(&x->changed, &x->lock);
+        if ((b = x->head) == NULL) {
+            pthread_mutex_unlock(&x->lock);
+            break;
+        }
+        x->head = b->next;
+        if (x->head == NULL)
+            x->tail = NULL;
+        pthread_mutex_unlock(&x->lock);
+        ar_indexer_add(x, b);
+        ar_batch_free(b->items, b->n);
+        free(b);
+        pthread_mutex_lock(&x->lock);
+        x->queued--;
+        pthread_cond_broadcast(&x->changed);
+        pthread_mutex_unlock(&x->lock);
+    }
+    return NULL;
+}
+
+/* Queue a logged batch; wait while two are queued, to bound memory. */
+static void ar_indexer_push(struct ar_indexer *x, struct ar_batch_item *items, size_t count,
+                            size_t n)
+{
+    struct ar_indexed_batch *b = mk_xcalloc(1, sizeof(*b));
+
+    b->items = items;
+    b->count = count;
+    b->n = n;
+    pthread_mutex_lock(&x->lock);
+    while (x->queued >= 2)
+        pthread_cond_wait(&x->changed, &x->lock);
+    if (x->tail)
+        x->tail->next = b;
+    else
+        x->head = b;
+    x->tail = b;
+    x->queued++;
+    pthread_cond_broadcast(&x->changed);
+    pthread_mutex_unlock(&x->lock);
+}
+
+static int ar_ingest_batch(struct ar_archive *a, struct ar_indexer *ix, char **names, size_t n,
                            struct ar_ingest_stats *stats, char **error)
 {
     struct ar_batch_item *items = mk_xcalloc(n ? n : 1, sizeof(*items));
@@ -324,11 +474,9 @@ static int ar_ingest_batch(struct ar_archive *a, char **names, size_t n,
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     pthread_t threads[16];
     size_t nthreads = 0, count = 0;
-    int rc = -1;
 
     for (size_t i = 0; i < n; i++) {
         char *problem = NULL;
-        int has;
 
         if (ar_spool_read(a->spool_dir, names[i], &items[count].spool, &problem) < 0) {
             ar_spool_damaged(a, names[i], problem);
@@ -340,18 +488,6 @@ static int ar_ingest_batch(struct ar_archive *a, char **names, size_t n,
             ar_spool_item_free(&items[count].spool);
             ar_spool_damaged(a, names[i], "not a valid spool ID");
             stats->damaged++;
-            continue;
-        }
-        if ((has = ar_index_has_spool_id(a->index, names[i])) != 0) {
-            ar_spool_item_free(&items[count].spool);
-            if (has < 0) {
-                *error = mk_xasprintf("%s: cannot read the index", a->index_path);
-                goto out;
-            }
-            /* archived before a crash cut the removal short */
-            if (ar_spool_remove(a->spool_dir, names[i], error) < 0)
-                goto out;
-            stats->already++;
             continue;
         }
         count++;
@@ -374,7 +510,7 @@ static int ar_ingest_batch(struct ar_archive *a, char **names, size_t n,
             (void) ar_extract_worker(&x);
             for (size_t t = 0; t < nthreads; t++)
                 pthread_join(threads[t], NULL);
-            goto out;
+            goto fail;
         }
         free(env_text);
         stats->new_objects += !existed;
@@ -384,53 +520,42 @@ static int ar_ingest_batch(struct ar_archive *a, char **names, size_t n,
     for (size_t t = 0; t < nthreads; t++)
         pthread_join(threads[t], NULL);
     if (count == 0) {
-        rc = 0;
-        goto out;
+        ar_batch_free(items, n);
+        return 0;
     }
     if (ar_store_sync(a->store, error) < 0)
-        goto out;
+        goto fail;
     for (size_t i = 0; i < count; i++)
         if (ar_log_append_ingest(a->log, items[i].object, items[i].envelope, items[i].spool.name,
                                  items[i].spool.env.time, &items[i].seq, error) < 0)
-            goto out;
+            goto fail;
     if (ar_log_commit(a->log, error) < 0)
-        goto out;
+        goto fail;
     ar_note(a, ar_log_take_note(a->log));
-    if (ar_index_begin(a->index, error) < 0)
-        goto out;
-    for (size_t i = 0; i < count; i++) {
-        struct ar_batch_item *it = &items[i];
-        struct ar_index_entry e = {it->seq, {0}, {0}, it->spool.env.time, it->spool.msg_len,
-                                   &it->spool.env, it->spool.name};
-
-        memcpy(e.object, it->object, 32);
-        memcpy(e.envelope, it->envelope, 32);
-        if (ar_index_add(a->index, &e, &it->doc, NULL, error) < 0) {
-            sqlite3_exec(ar_index_db(a->index), "ROLLBACK", NULL, NULL, NULL);
-            goto out;                   /* logged: the next open catches the index up */
-        }
-    }
-    if (ar_index_commit(a->index, error) < 0)
-        goto out;
+    /*
+     * Logged is archived: the spool files can go. The index is only a
+     * view of the log and the store; what a crash keeps out of it is
+     * caught up from them (at the next open, or the next ingest).
+     */
     for (size_t i = 0; i < count; i++)
-        if (ar_spool_remove(a->spool_dir, items[i].spool.name, error) < 0)
-            goto out;
+        if (ar_spool_remove(a->spool_dir, items[i].spool.name, error) < 0) {
+            ar_indexer_push(ix, items, count, n);
+            return -1;
+        }
     stats->messages += count;
-    rc = 0;
-out:
-    for (size_t i = 0; i < n; i++) {
-        ar_spool_item_free(&items[i].spool);
-        ar_doc_free(&items[i].doc);
-    }
-    free(items);
-    return rc;
+    ar_indexer_push(ix, items, count, n);
+    return 0;
+fail:
+    ar_batch_free(items, n);
+    return -1;
 }
 
 int ar_archive_ingest(struct ar_archive *a, size_t batch, const struct ar_progress *progress,
                       struct ar_ingest_stats *stats, char **error)
 {
+    struct ar_indexer ix;
     char **names = NULL;
-    size_t total = 0;
+    size_t total = 0, kept = 0;
     int rc = 0;
 
     memset(stats, 0, sizeof(*stats));
@@ -440,18 +565,67 @@ int ar_archive_ingest(struct ar_archive *a, size_t batch, const struct ar_progre
     }
     if (batch == 0)
         batch = 256;
+    if (a->index_behind) {
+        if (ar_archive_catch_up(a, error) < 0)
+            return -1;
+        a->index_behind = false;
+    }
     if (ar_spool_list(a->spool_dir, &names, error) < 0)
         return -1;
-    while (names[total])
-        total++;
+    /* archived before a crash cut the removal short (the index is caught up) */
+    for (size_t i = 0; names[i]; i++) {
+        int has = ar_index_has_spool_id(a->index, names[i]);
+
+        if (has < 0) {
+            *error = mk_xasprintf("%s: cannot read the index", a->index_path);
+            mk_str_array_free(names);
+            return -1;
+        }
+        if (has == 0) {
+            names[kept++] = names[i];
+            continue;
+        }
+        if (ar_spool_remove(a->spool_dir, names[i], error) < 0) {
+            mk_str_array_free(names);
+            return -1;
+        }
+        free(names[i]);
+        stats->already++;
+    }
+    names[kept] = NULL;
+    total = kept;
+    memset(&ix, 0, sizeof(ix));
+    ix.a = a;
+    pthread_mutex_init(&ix.lock, NULL);
+    pthread_cond_init(&ix.changed, NULL);
+    if (pthread_create(&ix.thread, NULL, ar_indexer_run, &ix) != 0) {
+        *error = mk_xstrdup("cannot start the indexing thread");
+        mk_str_array_free(names);
+        return -1;
+    }
     for (size_t i = 0; i < total && rc == 0; i += batch) {
         size_t n = total - i < batch ? total - i : batch;
 
-        rc = ar_ingest_batch(a, names + i, n, stats, error);
+        rc = ar_ingest_batch(a, &ix, names + i, n, stats, error);
         if (progress && progress->update)
             progress->update(progress->arg, i + n, total);
     }
     mk_str_array_free(names);
+    pthread_mutex_lock(&ix.lock);
+    ix.done = true;
+    pthread_cond_broadcast(&ix.changed);
+    pthread_mutex_unlock(&ix.lock);
+    pthread_join(ix.thread, NULL);
+    pthread_mutex_destroy(&ix.lock);
+    pthread_cond_destroy(&ix.changed);
+    /* what was archived is searchable when ingest returns */
+    if (ix.error == NULL && ar_archive_index_commit(a, &ix.error) < 0)
+        a->index_behind = true;
+    if (ix.error) {
+        /* archived all the same: the log has it; the index catches up next time */
+        ar_note(a, mk_xasprintf("index: %s (caught up at the next ingest)", ix.error));
+        free(ix.error);
+    }
     return rc;
 }
 

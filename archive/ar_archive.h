@@ -42,11 +42,16 @@
  *	spool order, batch files at a time: the text of each message is
  *	extracted on every CPU, message and envelope are stored, the store
  *	is synced, the batch is logged and committed (one fsync and one
- *	signature a batch), indexed and committed, and only then are the
- *	spool files removed. A kill at any point loses nothing (the spool
- *	file stays until its message is indexed) and duplicates nothing
- *	(a spool file whose ID the index already has is only removed;
- *	objects are content-addressed). A spool file that cannot be read
+ *	signature a batch), and only then are the spool files removed: a
+ *	logged message is archived. Index rows are added as batches are
+ *	logged and committed every few thousand messages and when ingest
+ *	returns (fewer, larger FTS5 commits merge far less); what a crash
+ *	keeps out of the index is caught up from the log and the store at
+ *	the next open, or by the next ingest after an index error. A kill
+ *	at any point loses nothing (a spool file stays until its message
+ *	is logged) and duplicates nothing (a spool file whose ID the index
+ *	already has, after the catch-up, is only removed; objects are
+ *	content-addressed). A spool file that cannot be read
  *	is moved to the spool's damaged/ directory and counted; the others
  *	go on.
  *

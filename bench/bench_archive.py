@@ -51,7 +51,7 @@ def text(rnd, size):
 
 def message(rnd, i):
     import base64
-    body = text(rnd, 12000 if i % 2 else 21000) + '\nref %d-%d\n' % (i, rnd.randint(0, 10**9))
+    body = text(rnd, 14000 if i % 2 else 23000) + '\nref %d-%d\n' % (i, rnd.randint(0, 10**9))
     head = ('From: user%d@example.com\r\nTo: staff%d@example.com\r\nSubject: %s %d\r\n'
             'Date: Mon, 23 Nov 2026 09:00:00 +0800\r\nMessage-ID: <%d.bench@example.com>\r\n'
             'MIME-Version: 1.0\r\n' % (i % 500, i % 80, rnd.choice(WORDS), i, i))
