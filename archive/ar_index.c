@@ -301,10 +301,11 @@ static const char ar_schema[] =
     "CREATE INDEX IF NOT EXISTS messages_object ON messages(object);"
     "CREATE UNIQUE INDEX IF NOT EXISTS messages_spool ON messages(spool_id);"
     "CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(sender, recipients, from_, to_, cc,"
-    " bcc, subject, body, attachment, content='', tokenize='" AR_FTS_TOKENIZER "');"
+    " bcc, subject, body, attachment, content='', columnsize=0, tokenize='" AR_FTS_TOKENIZER "');"
     "INSERT OR IGNORE INTO meta VALUES ('schema', '1');"
     "INSERT INTO fts(fts, rank) VALUES ('automerge', 8);"
-    "INSERT INTO fts(fts, rank) VALUES ('crisismerge', 64);";
+    "INSERT INTO fts(fts, rank) VALUES ('crisismerge', 64);"
+    "INSERT INTO fts(fts, rank) VALUES ('hashsize', 67108864);";
 
 static int ar_index_error(struct ar_index *ix, const char *what, char **error)
 {
@@ -337,7 +338,8 @@ struct ar_index *ar_index_open(const char *path, bool create, char **error)
         return NULL;
     }
     if (sqlite3_exec(ix->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                     " PRAGMA cache_size=-131072; PRAGMA temp_store=MEMORY;", NULL, NULL,
+                     " PRAGMA cache_size=-131072; PRAGMA temp_store=MEMORY;"
+                     " PRAGMA wal_autocheckpoint=16384;", NULL, NULL,
                      &msg) != SQLITE_OK
         || sqlite3_exec(ix->db, ar_schema, NULL, NULL, &msg) != SQLITE_OK) {
         *error = mk_xasprintf("%s: %s", path, msg ? msg : "cannot set up the index");
