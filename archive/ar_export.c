@@ -145,16 +145,12 @@ static void ar_export_file_discard(struct ar_export_file *f)
 static void ar_export_sync_dir(const char *path)
 {
     char *dir = mk_xstrdup(path), *slash = strrchr(dir, '/');
-    int fd;
 
     if (slash == dir)
         dir[1] = '\0';
     else if (slash)
         *slash = '\0';
-    if ((fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-        (void) fsync(fd);
-        close(fd);
-    }
+    (void) mk_fsync_dir(slash ? dir : ".");
     free(dir);
 }
 

@@ -35,15 +35,10 @@ static const char *ar_keys_ossl_error(char *buf, size_t size)
 
 static int ar_keys_fsync_dir(const char *dir, char **error)
 {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-    if (fd < 0 || fsync(fd) < 0) {
+    if (mk_fsync_dir(dir) < 0) {
         *error = mk_xasprintf("%s: cannot sync directory: %s", dir, strerror(errno));
-        if (fd >= 0)
-            close(fd);
         return -1;
     }
-    close(fd);
     return 0;
 }
 
@@ -58,16 +53,8 @@ static int ar_keys_write_new(const char *path, const void *data, size_t len, mod
         *error = mk_xasprintf("%s: cannot create: %s", path, strerror(errno));
         return -1;
     }
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            goto fail;
-        p += n;
-        len -= (size_t) n;
-    }
+    if (mk_write_all(fd, p, len) < 0)
+        goto fail;
     if (fchmod(fd, mode) < 0 || fsync(fd) < 0)
         goto fail;
     if (close(fd) < 0) {

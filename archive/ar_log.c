@@ -260,22 +260,6 @@ static bool ar_log_sig_ok(EVP_PKEY *key, uint64_t seq, const unsigned char hash[
 
 /* File helpers */
 
-static int ar_write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        p += n;
-        len -= (size_t) n;
-    }
-    return 0;
-}
 
 /* Read exactly len bytes at offset, or fewer at the end of the file; -1 on error. */
 static ssize_t ar_pread_full(int fd, void *buf, size_t len, off_t offset)
@@ -568,7 +552,7 @@ static int ar_log_write_head(struct ar_log *l, char **error)
     if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
         err = errno;
     else {
-        if (ar_write_all(fd, text, (size_t) n) < 0 || fsync(fd) < 0)
+        if (mk_write_all(fd, text, (size_t) n) < 0 || fsync(fd) < 0)
             err = errno;
         if (close(fd) < 0 && err == 0)
             err = errno;
@@ -832,19 +816,19 @@ static int ar_log_cut(struct ar_log *l, off_t offset, off_t size, uint64_t entri
     n = snprintf(header, sizeof(header), "# %lld: %" PRIu64 " uncommitted entries%s cut from "
                  "byte %lld\n", (long long) time(NULL), entries, torn ? " and a torn line" : "",
                  (long long) offset);
-    if (dfd < 0 || ar_write_all(dfd, header, (size_t) n) < 0)
+    if (dfd < 0 || mk_write_all(dfd, header, (size_t) n) < 0)
         err = errno;
     for (off_t pos = offset; err == 0 && pos < size; ) {
         size_t want = size - pos < (off_t) sizeof(buf) ? (size_t) (size - pos) : sizeof(buf);
         ssize_t got = ar_pread_full(l->fd, buf, want, pos);
 
-        if (got <= 0 || ar_write_all(dfd, buf, (size_t) got) < 0)
+        if (got <= 0 || mk_write_all(dfd, buf, (size_t) got) < 0)
             err = got == 0 ? EIO : errno;
         else
             last = buf[got - 1];
         pos += got;
     }
-    if (err == 0 && ((last != '\n' && ar_write_all(dfd, "\n", 1) < 0) || fsync(dfd) < 0))
+    if (err == 0 && ((last != '\n' && mk_write_all(dfd, "\n", 1) < 0) || fsync(dfd) < 0))
         err = errno;
     if (dfd >= 0 && close(dfd) < 0 && err == 0)
         err = errno;
@@ -1055,7 +1039,7 @@ int ar_log_commit(struct ar_log *l, char **error)
         *error = mk_xasprintf("%s: cannot sign the checkpoint: %s", l->path, ebuf);
         return -1;
     }
-    if (ar_write_all(l->fd, l->buf, l->len) < 0 || fdatasync(l->fd) < 0) {
+    if (mk_write_all(l->fd, l->buf, l->len) < 0 || fdatasync(l->fd) < 0) {
         err = errno;
         *error = mk_xasprintf("%s: cannot write: %s", l->path, strerror(err));
         if (ftruncate(l->fd, l->size) < 0) {

@@ -268,16 +268,6 @@ void ar_envelope_free(struct ar_envelope *e)
 
 /* ---------------------------------------------------------------- write */
 
-static int ar_fsync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc;
-
-    if (fd < 0)
-        return -1;
-    rc = fsync(fd);
-    close(fd);
-    return rc;
-}
 
 int ar_spool_prepare(const char *dir, char **error)
 {
@@ -334,28 +324,12 @@ int ar_spool_begin(struct ar_spool_file *f, const char *dir, char **error)
     return 0;
 }
 
-static int ar_write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return n < 0 ? errno : EIO;
-        p += n;
-        len -= (size_t) n;
-    }
-    return 0;
-}
 
 void ar_spool_write(struct ar_spool_file *f, const void *data, size_t len)
 {
     if (f->fd < 0 || f->error)
         return;
-    f->error = ar_write_all(f->fd, data, len);
+    f->error = mk_write_all(f->fd, data, len) < 0 ? errno : 0;
     f->len += len;
 }
 
@@ -402,7 +376,7 @@ int ar_spool_commit(struct ar_spool_file *f, const struct ar_envelope *e, char *
     if (f->error == 0) {
         char *new_dir = mk_xasprintf("%s/new", f->dir);
 
-        if (ar_fsync_dir(new_dir) < 0) {
+        if (mk_fsync_dir(new_dir) < 0) {
             /* renamed but perhaps not durable: the MTA must try again; the
              * file stays, and a duplicate is stored once, logged twice */
             *error = mk_xasprintf("%s: fsync: %s", new_dir, strerror(errno));

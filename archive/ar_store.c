@@ -231,15 +231,10 @@ static int ar_make_dir(const char *path, char **error)
 
 static int ar_fsync_dir(const char *path, char **error)
 {
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-    if (fd < 0 || fsync(fd) < 0) {
+    if (mk_fsync_dir(path) < 0) {
         *error = mk_xasprintf("%s: cannot sync directory: %s", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
         return -1;
     }
-    close(fd);
     return 0;
 }
 

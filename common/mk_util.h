@@ -23,6 +23,8 @@
  *	int	mk_parse_int(const char *s, long long *value);
  *	char	*mk_file_read(const char *path, size_t *len, struct stat *st, char **error);
  *	char	*mk_str_next_line(char **cursor);
+ *	int	mk_write_all(int fd, const void *data, size_t len);
+ *	int	mk_fsync_dir(const char *path);
  * DESCRIPTION
  *	The allocation wrappers never return NULL: running out of memory
  *	in a mail filter is not a condition any caller can recover from
@@ -43,6 +45,11 @@
  *	mk_str_next_line() returns the next line of the text at *cursor,
  *	cutting it at its newline in place and moving the cursor past it;
  *	NULL at the end.
+ *
+ *	mk_write_all() writes all of data, going on after interruptions and
+ *	short writes; mk_fsync_dir() makes the entries of a directory (a
+ *	file created, renamed or removed in it) durable. Both return 0, or
+ *	-1 with errno set.
  */
 #ifndef MK_UTIL_H
 #define MK_UTIL_H
@@ -68,6 +75,8 @@ int mk_parse_bool(const char *s, bool *value);
 int mk_parse_int(const char *s, long long *value);
 char *mk_file_read(const char *path, size_t *len, struct stat *st, char **error);
 char *mk_str_next_line(char **cursor);
+int mk_write_all(int fd, const void *data, size_t len);
+int mk_fsync_dir(const char *path);
 
 #define MK_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -1,6 +1,8 @@
 /* Unit tests for mk_util and mk_hash. */
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
@@ -277,8 +279,31 @@ static void test_notify(void)
     test_end();
 }
 
+static void test_write_and_sync(void)
+{
+    char dir[] = "/tmp/test-util.XXXXXX", buf[8] = {0};
+    int fds[2], full;
+
+    test_begin("write_all: everything, or -1 with errno; fsync_dir: a directory only");
+    test_assert(pipe(fds) == 0);
+    test_assert_int(mk_write_all(fds[1], "abcdef", 6), 0);
+    test_assert(read(fds[0], buf, sizeof(buf)) == 6 && strcmp(buf, "abcdef") == 0);
+    close(fds[0]);
+    close(fds[1]);
+    full = open("/dev/full", O_WRONLY);
+    test_assert(full >= 0 && mk_write_all(full, "x", 1) == -1 && errno == ENOSPC);
+    close(full);
+    test_assert(mkdtemp(dir) != NULL);
+    test_assert_int(mk_fsync_dir(dir), 0);
+    test_assert(mk_fsync_dir("/nonexistent-dir") == -1 && errno == ENOENT);
+    test_assert(mk_fsync_dir("/etc/hostname") == -1 && errno == ENOTDIR);
+    test_assert(rmdir(dir) == 0);
+    test_end();
+}
+
 int main(void)
 {
+    test_write_and_sync();
     test_notify();
     test_message();
     test_run();
