@@ -313,7 +313,14 @@ static int mka_ingest(const struct mka_ctx *x, int argc, char **argv)
     signal(SIGHUP, mka_on_signal);
     mk_log(MK_LOG_INFO, NULL, "archive: ingest watching %s", x->paths.spool);
     while (!mka_stop) {
-        (void) mka_ingest_once(x, a, true);
+        /* after a failure (a log or store that refuses more work until
+         * reopened, a full disk), start again from a fresh open */
+        if (a == NULL)
+            a = mka_open(x, true);
+        if (a && mka_ingest_once(x, a, true) == EX_TEMPFAIL) {
+            ar_archive_close(a);
+            a = NULL;
+        }
         for (long t = mk_config_num(x->cfg, "archive", "ingest_interval") * 10; t > 0 && !mka_stop;
              t--)
             usleep(100000);

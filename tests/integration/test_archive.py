@@ -241,6 +241,26 @@ def test_maildir_import_takes_the_envelope_from_headers(env):
     assert len(ar.search('subject:ar-maildir-sent')) == 1
 
 
+def test_ingest_service_archives_mail_as_it_arrives(env):
+    st, _jr, ar = env
+    service = subprocess.Popen([MAILKEEP, '-c', ar.config, 'archive', 'ingest', '-w'],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for i in range(3):
+            send(st, 'ar-service-%d' % i)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and len(ar.search('subject:ar-service-%d' % i)) != 1:
+                time.sleep(0.2)
+            assert len(ar.search('subject:ar-service-%d' % i)) == 1
+        assert ar.spool_files() == []
+    finally:
+        service.send_signal(signal.SIGTERM)
+        rc = service.wait(timeout=30)
+        err = service.stderr.read()
+    assert rc == 0, err
+    assert 'ingest watching' in err and 'ingest stopped' in err
+
+
 def test_kill_9_during_ingest_loses_and_duplicates_nothing(env):
     st, _jr, ar = env
     fast = Archive(ar.dir, ar.spool, batch=7)          # many commits: many places to die
