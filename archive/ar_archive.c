@@ -3,13 +3,16 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ar_archive.h"
@@ -33,6 +36,9 @@ struct ar_archive {
 /* Index rows go in transactions of this many (or fewer, at the end of an ingest):
  * FTS5 merges less with fewer, larger commits. The log is committed per batch. */
 #define AR_INDEX_TXN 4096
+
+/* Files in the spool's tmp/ older than this were never acknowledged: removed. */
+#define AR_SPOOL_TMP_AGE (24 * 3600)
 
 static int ar_archive_index_commit(struct ar_archive *a, char **error);
 
@@ -550,6 +556,33 @@ fail:
     return -1;
 }
 
+/*
+ * A message whose receipt was cut off (the journal killed, the client
+ * gone without the MTA aborting) leaves its file in the spool's tmp/: it
+ * was never acknowledged, so the MTA still has the message. Files there
+ * older than a day are such leftovers.
+ */
+static void ar_spool_sweep(struct ar_archive *a, struct ar_ingest_stats *stats)
+{
+    char *dir = mk_xasprintf("%s/tmp", a->spool_dir);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    time_t old = time(NULL) - AR_SPOOL_TMP_AGE;
+
+    while (d && (e = readdir(d)) != NULL) {
+        struct stat st;
+
+        if (e->d_name[0] == '.' || fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0
+            || !S_ISREG(st.st_mode) || st.st_mtime >= old)
+            continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+            stats->swept++;
+    }
+    if (d)
+        closedir(d);
+    free(dir);
+}
+
 int ar_archive_ingest(struct ar_archive *a, size_t batch, const struct ar_progress *progress,
                       struct ar_ingest_stats *stats, char **error)
 {
@@ -570,6 +603,7 @@ int ar_archive_ingest(struct ar_archive *a, size_t batch, const struct ar_progre
             return -1;
         a->index_behind = false;
     }
+    ar_spool_sweep(a, stats);
     if (ar_spool_list(a->spool_dir, &names, error) < 0)
         return -1;
     /* archived before a crash cut the removal short (the index is caught up) */

@@ -53,7 +53,9 @@
  *	already has, after the catch-up, is only removed; objects are
  *	content-addressed). A spool file that cannot be read
  *	is moved to the spool's damaged/ directory and counted; the others
- *	go on.
+ *	go on. Files in the spool's tmp/ older than a day are removed: a
+ *	message whose receipt was cut off leaves one, never acknowledged,
+ *	so the MTA still has the message.
  *
  *	ar_archive_fetch() returns a row of the index and the original
  *	message, checked against its hash: *check is AR_OK, or what is
@@ -96,6 +98,7 @@ struct ar_progress {
 
 struct ar_ingest_stats {
     size_t messages, new_objects, bytes, damaged, already;
+    size_t swept;                       /* unacknowledged leftovers removed from tmp/ */
 };
 
 struct ar_verify_stats {

@@ -268,10 +268,11 @@ static int mka_ingest_once(const struct mka_ctx *x, struct ar_archive *a, bool q
         mk_log(MK_LOG_WARNING, NULL, "archive: %s", note);
         free(note);
     }
-    if (stats.messages || stats.damaged || stats.already)
+    if (stats.messages || stats.damaged || stats.already || stats.swept)
         mk_log(MK_LOG_INFO, NULL, "archive: ingested %zu message(s), %zu new object(s), "
-               "%zu byte(s); %zu damaged, %zu already archived", stats.messages,
-               stats.new_objects, stats.bytes, stats.damaged, stats.already);
+               "%zu byte(s); %zu damaged, %zu already archived, %zu unfinished receipt(s) "
+               "swept from tmp/", stats.messages, stats.new_objects, stats.bytes, stats.damaged,
+               stats.already, stats.swept);
     if (rc < 0) {
         mk_log(MK_LOG_ERROR, NULL, "archive: ingest: %s", error);
         free(error);

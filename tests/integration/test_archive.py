@@ -261,6 +261,21 @@ def test_ingest_service_archives_mail_as_it_arrives(env):
     assert 'ingest watching' in err and 'ingest stopped' in err
 
 
+def test_unfinished_receipts_are_swept_from_the_spool(env):
+    _st, _jr, ar = env
+    tmp = os.path.join(ar.spool, 'tmp')
+    old = os.path.join(tmp, '1700000000.000000.host.1.0')       # a killed journal's leftover
+    new = os.path.join(tmp, '%010d.000000.host.1.1' % time.time())  # a message arriving now
+    for path in (old, new):
+        with open(path, 'wb') as f:
+            f.write(b'Subject: partial\r\n')
+    os.utime(old, (time.time() - 2 * 86400,) * 2)
+    r = ar.run('ingest')
+    assert not os.path.exists(old) and os.path.exists(new)
+    assert '1 unfinished receipt(s) swept' in r.stderr
+    os.unlink(new)
+
+
 def test_kill_9_during_ingest_loses_and_duplicates_nothing(env):
     st, _jr, ar = env
     fast = Archive(ar.dir, ar.spool, batch=7)          # many commits: many places to die
