@@ -42,16 +42,13 @@ struct ar_archive {
 
 static int ar_archive_index_commit(struct ar_archive *a, char **error);
 
+/* Takes note, which may be NULL. */
 static void ar_note(struct ar_archive *a, char *note)
 {
-    char *joined;
-
     if (note == NULL)
         return;
-    joined = a->note ? mk_xasprintf("%s; %s", a->note, note) : mk_xstrdup(note);
-    free(a->note);
+    mk_notes_add(&a->note, note);
     free(note);
-    a->note = joined;
 }
 
 char *ar_archive_take_note(struct ar_archive *a)

@@ -510,15 +510,13 @@ static void ar_log_note(struct ar_log *l, const char *fmt, ...)
 
 static void ar_log_note(struct ar_log *l, const char *fmt, ...)
 {
-    char msg[512], *joined;
+    char msg[512];
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    joined = mk_xasprintf("%s%s%s", l->note ? l->note : "", l->note ? "; " : "", msg);
-    free(l->note);
-    l->note = joined;
+    mk_notes_add(&l->note, msg);
 }
 
 char *ar_log_take_note(struct ar_log *l)

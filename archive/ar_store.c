@@ -316,15 +316,13 @@ static void ar_store_note(struct ar_store *s, const char *fmt, ...)
 
 static void ar_store_note(struct ar_store *s, const char *fmt, ...)
 {
-    char msg[PATH_MAX + 512], *joined;
+    char msg[PATH_MAX + 512];
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    joined = mk_xasprintf("%s%s%s", s->note ? s->note : "", s->note ? "; " : "", msg);
-    free(s->note);
-    s->note = joined;
+    mk_notes_add(&s->note, msg);
 }
 
 char *ar_store_take_note(struct ar_store *s)

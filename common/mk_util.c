@@ -308,3 +308,11 @@ int mk_fsync_dir(const char *path)
     }
     return close(fd);
 }
+
+void mk_notes_add(char **notes, const char *note)
+{
+    char *joined = *notes ? mk_xasprintf("%s; %s", *notes, note) : mk_xstrdup(note);
+
+    free(*notes);
+    *notes = joined;
+}

@@ -25,6 +25,7 @@
  *	char	*mk_str_next_line(char **cursor);
  *	int	mk_write_all(int fd, const void *data, size_t len);
  *	int	mk_fsync_dir(const char *path);
+ *	void	mk_notes_add(char **notes, const char *note);
  * DESCRIPTION
  *	The allocation wrappers never return NULL: running out of memory
  *	in a mail filter is not a condition any caller can recover from
@@ -50,6 +51,10 @@
  *	short writes; mk_fsync_dir() makes the entries of a directory (a
  *	file created, renamed or removed in it) durable. Both return 0, or
  *	-1 with errno set.
+ *
+ *	mk_notes_add() appends note to the allocated list *notes (NULL when
+ *	empty), "; " between notes: what a library gathers for its caller
+ *	to log once.
  */
 #ifndef MK_UTIL_H
 #define MK_UTIL_H
@@ -77,6 +82,7 @@ char *mk_file_read(const char *path, size_t *len, struct stat *st, char **error)
 char *mk_str_next_line(char **cursor);
 int mk_write_all(int fd, const void *data, size_t len);
 int mk_fsync_dir(const char *path);
+void mk_notes_add(char **notes, const char *note);
 
 #define MK_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -299,6 +299,18 @@ static void test_write_and_sync(void)
     test_assert(mk_fsync_dir("/etc/hostname") == -1 && errno == ENOTDIR);
     test_assert(rmdir(dir) == 0);
     test_end();
+
+    test_begin("notes_add: notes joined with \"; \"");
+    {
+        char *notes = NULL;
+
+        mk_notes_add(&notes, "first");
+        test_assert_str(notes, "first");
+        mk_notes_add(&notes, "second");
+        test_assert_str(notes, "first; second");
+        free(notes);
+    }
+    test_end();
 }
 
 int main(void)
