@@ -66,21 +66,29 @@ static int test_case_failed, test_passed, test_failed;
         if (test_case_failed) test_failed++; else test_passed++; \
     } while (0)
 
-/* Write text to a new temporary file; returns its path (static buffer rotation). */
+/* The files test_tmpfile() made, removed by test_done(). */
+static char test_tmpfiles[1024][64];
+static int test_ntmpfiles;
+
+/* Write text to a new temporary file; returns its path, valid until test_done(). */
 static inline const char *test_tmpfile(const char *text)
 {
-    static char paths[16][64];
-    static int next;
-    char *path = paths[next++ % 16];
     const char *dir = getenv("TMPDIR");
+    char *path;
     FILE *fp;
     int fd;
 
+    if (test_ntmpfiles == 1024) {
+        fputs("test_tmpfile: more than 1024 files\n", stderr);
+        exit(2);
+    }
+    path = test_tmpfiles[test_ntmpfiles];
     snprintf(path, 64, "%s/mk-test-XXXXXX", dir && strlen(dir) < 40 ? dir : "/tmp");
     if ((fd = mkstemp(path)) < 0 || (fp = fdopen(fd, "w")) == NULL) {
         perror("mkstemp");
         exit(2);
     }
+    test_ntmpfiles++;
     fputs(text, fp);
     fclose(fp);
     return path;
@@ -88,6 +96,8 @@ static inline const char *test_tmpfile(const char *text)
 
 static inline int test_done(void)
 {
+    for (int i = 0; i < test_ntmpfiles; i++)
+        unlink(test_tmpfiles[i]);
     printf("%d passed, %d failed\n", test_passed, test_failed);
     return test_failed == 0 && test_passed > 0 ? 0 : 1;
 }
