@@ -21,6 +21,8 @@
 
 #include "ar_log.h"
 #include "ar_store.h"
+#include "mk_crypto.h"
+#include "mk_lines.h"
 #include "mk_util.h"
 
 #define AR_LOG_SIGNED_TEXT	"mailkeep log checkpoint v1"
@@ -232,53 +234,23 @@ static size_t ar_log_signed_text(uint64_t seq, const unsigned char hash[32], cha
 static int ar_log_sign(EVP_PKEY *key, uint64_t seq, const unsigned char hash[32],
                        unsigned char sig[64])
 {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    size_t siglen = 64;
     char text[160];
     size_t len = ar_log_signed_text(seq, hash, text);
-    int ok = ctx && EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) == 1
-        && EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *) text, len) == 1
-        && siglen == 64;
 
-    EVP_MD_CTX_free(ctx);
-    return ok ? 0 : -1;
+    return mk_crypto_sign(key, text, len, sig);
 }
 
 static bool ar_log_sig_ok(EVP_PKEY *key, uint64_t seq, const unsigned char hash[32],
                           const unsigned char sig[64])
 {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     char text[160];
     size_t len = ar_log_signed_text(seq, hash, text);
-    bool ok = ctx && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key) == 1
-        && EVP_DigestVerify(ctx, sig, 64, (const unsigned char *) text, len) == 1;
 
-    EVP_MD_CTX_free(ctx);
-    ERR_clear_error();
-    return ok;
+    return mk_crypto_verify(key, text, len, sig);
 }
 
 /* File helpers */
 
-
-/* Read exactly len bytes at offset, or fewer at the end of the file; -1 on error. */
-static ssize_t ar_pread_full(int fd, void *buf, size_t len, off_t offset)
-{
-    size_t done = 0;
-
-    while (done < len) {
-        ssize_t n = pread(fd, (char *) buf + done, len - done, offset + (off_t) done);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        if (n == 0)
-            break;
-        done += (size_t) n;
-    }
-    return (ssize_t) done;
-}
 
 /* The line number of the line that starts at offset; 0 when the file cannot be read. */
 static uint64_t ar_log_line_at(int fd, off_t offset)
@@ -289,7 +261,7 @@ static uint64_t ar_log_line_at(int fd, off_t offset)
     for (off_t pos = 0; pos < offset; ) {
         size_t want = (size_t) (offset - pos) < AR_LOG_READ_BLOCK ? (size_t) (offset - pos)
                                                                   : AR_LOG_READ_BLOCK;
-        ssize_t n = ar_pread_full(fd, buf, want, pos);
+        ssize_t n = mk_pread_full(fd, buf, want, pos);
 
         if (n <= 0) {
             line = 0;
@@ -323,97 +295,6 @@ static char *ar_log_error_at(const char *path, int fd, off_t offset, uint64_t li
     return mk_xasprintf("%s:%" PRIu64 ": %s", path, line, msg);
 }
 
-/* Reading lines forward, in large blocks */
-
-struct ar_reader {
-    int fd;
-    char *buf;
-    size_t pos, end;                    /* unread bytes: buf[pos, end) */
-    off_t base;                         /* the file offset of buf[0] */
-    uint64_t line;                      /* the next line's number; 0 when not known */
-    bool eof, skipping;
-};
-
-struct ar_line {
-    const char *text;
-    size_t len;
-    off_t offset;
-    uint64_t number;                    /* 0 when not known */
-    bool torn;                          /* the last line, without its newline */
-    bool too_long;                      /* longer than AR_LOG_MAX_LINE (text cut) */
-};
-
-static void ar_reader_init(struct ar_reader *r, int fd, off_t offset)
-{
-    memset(r, 0, sizeof(*r));
-    r->fd = fd;
-    r->buf = mk_xmalloc(AR_LOG_READ_BLOCK);
-    r->base = offset;
-    r->line = offset == 0 ? 1 : 0;
-}
-
-static void ar_reader_free(struct ar_reader *r)
-{
-    free(r->buf);
-}
-
-static void ar_reader_emit(struct ar_reader *r, struct ar_line *ln, size_t len, bool torn)
-{
-    ln->text = r->buf + r->pos;
-    ln->len = len;
-    ln->offset = r->base + (off_t) r->pos;
-    ln->number = r->line;
-    ln->torn = torn;
-    ln->too_long = len > AR_LOG_MAX_LINE;
-    if (r->line)
-        r->line++;
-}
-
-/* The next line: 1, 0 at the end, -1 on a read error (errno set). */
-static int ar_reader_next(struct ar_reader *r, struct ar_line *ln)
-{
-    for (;;) {
-        char *nl = memchr(r->buf + r->pos, '\n', r->end - r->pos);
-        ssize_t n;
-
-        if (r->skipping && nl) {        /* the rest of an over-long line */
-            r->pos = (size_t) (nl - r->buf) + 1;
-            r->skipping = false;
-            continue;
-        }
-        if (r->skipping)
-            r->pos = r->end;
-        else if (nl) {
-            ar_reader_emit(r, ln, (size_t) (nl - (r->buf + r->pos)), false);
-            r->pos += ln->len + 1;
-            return 1;
-        } else if (r->eof && r->pos < r->end) {
-            ar_reader_emit(r, ln, r->end - r->pos, true);
-            r->pos = r->end;
-            return 1;
-        }
-        if (r->eof)
-            return 0;
-        if (r->pos == 0 && r->end == AR_LOG_READ_BLOCK) {
-            ar_reader_emit(r, ln, r->end, false);   /* no newline in a whole block */
-            r->pos = r->end;
-            r->skipping = true;
-            return 1;
-        }
-        memmove(r->buf, r->buf + r->pos, r->end - r->pos);
-        r->base += (off_t) r->pos;
-        r->end -= r->pos;
-        r->pos = 0;
-        n = ar_pread_full(r->fd, r->buf + r->end, AR_LOG_READ_BLOCK - r->end,
-                          r->base + (off_t) r->end);
-        if (n < 0)
-            return -1;
-        if (n == 0)
-            r->eof = true;
-        r->end += (size_t) n;
-    }
-}
-
 /* Seeking */
 
 /*
@@ -431,7 +312,7 @@ static off_t ar_log_seek(int fd, off_t size, uint64_t after)
         return 0;
     while (hi - lo > AR_LOG_SEEK_SPAN) {
         off_t mid = lo + (hi - lo) / 2, start;
-        ssize_t n = ar_pread_full(fd, buf, sizeof(buf), mid - 1);
+        ssize_t n = mk_pread_full(fd, buf, sizeof(buf), mid - 1);
         char *nl = n > 0 ? memchr(buf, '\n', (size_t) n) : NULL;
         uint64_t seq;
 
@@ -586,7 +467,7 @@ static int ar_log_data_end(struct ar_log *l, off_t size, off_t *end, char **erro
     *end = size;
     if (size == 0)
         return 0;
-    if ((n = ar_pread_full(l->fd, buf, want, size - (off_t) want)) != (ssize_t) want) {
+    if ((n = mk_pread_full(l->fd, buf, want, size - (off_t) want)) != (ssize_t) want) {
         *error = mk_xasprintf("%s: read error: %s", l->path, n < 0 ? strerror(errno) : "short");
         return -1;
     }
@@ -616,7 +497,7 @@ static int ar_log_last_checkpoint(struct ar_log *l, off_t end, off_t *found, cha
         off_t lo = hi > (off_t) AR_LOG_SCAN_BLOCK ? hi - (off_t) AR_LOG_SCAN_BLOCK : 0;
         size_t n = (size_t) (hi - lo), stop = n - 1;    /* buf[stop]: a line's newline */
 
-        if (ar_pread_full(l->fd, buf, n, lo) != (ssize_t) n) {
+        if (mk_pread_full(l->fd, buf, n, lo) != (ssize_t) n) {
             *error = mk_xasprintf("%s: read error: %s", l->path, strerror(errno));
             free(buf);
             return -1;
@@ -658,7 +539,7 @@ static int ar_log_load_checkpoint(struct ar_log *l, off_t offset, off_t *after, 
     unsigned char computed[32];
     const char *why;
     size_t text_len;
-    ssize_t n = ar_pread_full(l->fd, buf, sizeof(buf), offset);
+    ssize_t n = mk_pread_full(l->fd, buf, sizeof(buf), offset);
 
     if (n < 0 || (nl = memchr(buf, '\n', (size_t) n)) == NULL) {
         *error = ar_log_error_at(l->path, l->fd, offset, 0, "cannot read the last checkpoint");
@@ -695,14 +576,14 @@ static int ar_log_check_tail(struct ar_log *l, off_t from, off_t end, uint64_t *
 {
     uint64_t seq = l->seq;
     unsigned char prev[32];
-    struct ar_reader r;
-    struct ar_line ln;
+    struct mk_lines r;
+    struct mk_line ln;
     int rc;
 
     memcpy(prev, l->hash, 32);
     *count = 0;
-    ar_reader_init(&r, l->fd, from);
-    while ((rc = ar_reader_next(&r, &ln)) > 0 && ln.offset < end) {
+    mk_lines_init(&r, l->fd, from, AR_LOG_MAX_LINE);
+    while ((rc = mk_lines_next(&r, &ln)) > 0 && ln.offset < end) {
         struct ar_log_entry e;
         unsigned char computed[32];
         size_t text_len;
@@ -721,7 +602,7 @@ static int ar_log_check_tail(struct ar_log *l, off_t from, off_t end, uint64_t *
         if (why != NULL) {
             *error = ar_log_error_at(l->path, l->fd, ln.offset, 0, "after the last checkpoint: "
                                      "%s; check the log with verify", why);
-            ar_reader_free(&r);
+            mk_lines_free(&r);
             return -1;
         }
         seq = e.seq;
@@ -730,7 +611,7 @@ static int ar_log_check_tail(struct ar_log *l, off_t from, off_t end, uint64_t *
     }
     if (rc < 0)
         *error = mk_xasprintf("%s: read error: %s", l->path, strerror(errno));
-    ar_reader_free(&r);
+    mk_lines_free(&r);
     return rc < 0 ? -1 : 0;
 }
 
@@ -738,12 +619,12 @@ static int ar_log_check_tail(struct ar_log *l, off_t from, off_t end, uint64_t *
 static int ar_log_find_checkpoint(struct ar_log *l, const struct ar_log_head *h, off_t end,
                                   char **error)
 {
-    struct ar_reader r;
-    struct ar_line ln;
+    struct mk_lines r;
+    struct mk_line ln;
     int rc, found = 0;
 
-    ar_reader_init(&r, l->fd, ar_log_seek(l->fd, end, h->seq - 1));
-    while (found == 0 && (rc = ar_reader_next(&r, &ln)) > 0 && ln.offset < end) {
+    mk_lines_init(&r, l->fd, ar_log_seek(l->fd, end, h->seq - 1), AR_LOG_MAX_LINE);
+    while (found == 0 && (rc = mk_lines_next(&r, &ln)) > 0 && ln.offset < end) {
         struct ar_log_entry e;
         size_t text_len;
         uint64_t seq;
@@ -752,7 +633,7 @@ static int ar_log_find_checkpoint(struct ar_log *l, const struct ar_log_head *h,
             found = seq == h->seq && ar_log_parse(ln.text, ln.len, &e, &text_len) == NULL
                 && e.kind == AR_LOG_CHECKPOINT && memcmp(e.hash, h->hash, 32) == 0 ? 1 : -1;
     }
-    ar_reader_free(&r);
+    mk_lines_free(&r);
     if (found <= 0)
         *error = mk_xasprintf("%s: names checkpoint %" PRIu64 ", which %s has not, or not "
                               "with that hash: the log was cut short or rewritten; check it "
@@ -818,7 +699,7 @@ static int ar_log_cut(struct ar_log *l, off_t offset, off_t size, uint64_t entri
         err = errno;
     for (off_t pos = offset; err == 0 && pos < size; ) {
         size_t want = size - pos < (off_t) sizeof(buf) ? (size_t) (size - pos) : sizeof(buf);
-        ssize_t got = ar_pread_full(l->fd, buf, want, pos);
+        ssize_t got = mk_pread_full(l->fd, buf, want, pos);
 
         if (got <= 0 || mk_write_all(dfd, buf, (size_t) got) < 0)
             err = got == 0 ? EIO : errno;
@@ -1086,8 +967,8 @@ int ar_log_read(const char *path, uint64_t after_seq,
                 int (*cb)(void *arg, const struct ar_log_entry *e), void *arg, char **error)
 {
     struct ar_hasher h = {NULL, NULL};
-    struct ar_reader r;
-    struct ar_line ln;
+    struct mk_lines r;
+    struct mk_line ln;
     struct ar_log_entry e;
     unsigned char prev[32] = {0};
     uint64_t last = 0;
@@ -1108,13 +989,13 @@ int ar_log_read(const char *path, uint64_t after_seq,
         close(fd);
         return -1;
     }
-    ar_reader_init(&r, fd, ar_log_seek(fd, st.st_size, after_seq));
+    mk_lines_init(&r, fd, ar_log_seek(fd, st.st_size, after_seq), AR_LOG_MAX_LINE);
     chained = r.base == 0;              /* from the start: entry 1 follows zero */
     for (;;) {
         unsigned char computed[32];
         size_t text_len;
         const char *why;
-        int n = ar_reader_next(&r, &ln);
+        int n = mk_lines_next(&r, &ln);
 
         if (n < 0) {
             *error = mk_xasprintf("%s: read error: %s", path, strerror(errno));
@@ -1145,7 +1026,7 @@ int ar_log_read(const char *path, uint64_t after_seq,
         if (e.seq > after_seq && (rc = cb(arg, &e)) != 0)
             break;
     }
-    ar_reader_free(&r);
+    mk_lines_free(&r);
     ar_hasher_free(&h);
     close(fd);
     return rc;
@@ -1169,7 +1050,7 @@ struct ar_verify {
     void (*problem)(void *arg, const struct ar_log_problem *p);
     int (*entry)(void *arg, const struct ar_log_entry *e);
     void *arg;
-    struct ar_reader r;
+    struct mk_lines r;
     struct ar_hasher h;
     bool eof;
     struct ar_vitem q[AR_LOG_WINDOW];   /* the lines read ahead: a ring */
@@ -1231,9 +1112,9 @@ static int ar_verify_fill(struct ar_verify *v, char **error)
 {
     while (!v->eof && v->qlen < AR_LOG_WINDOW) {
         struct ar_vitem *it = ar_verify_item(v, v->qlen);
-        struct ar_line ln;
+        struct mk_line ln;
         size_t text_len;
-        int rc = ar_reader_next(&v->r, &ln);
+        int rc = mk_lines_next(&v->r, &ln);
 
         if (rc < 0) {
             *error = mk_xasprintf("%s: read error: %s", v->path, strerror(errno));
@@ -1395,19 +1276,19 @@ static void ar_verify_head(struct ar_verify *v)
 
 static int ar_verify_run(struct ar_verify *v, int fd, char **error)
 {
-    ar_reader_init(&v->r, fd, 0);
+    mk_lines_init(&v->r, fd, 0, AR_LOG_MAX_LINE);
     v->expect = 1;
     v->chain_known = true;              /* entry 1 follows 32 zero bytes */
     for (;;) {
         if (ar_verify_fill(v, error) < 0) {
-            ar_reader_free(&v->r);
+            mk_lines_free(&v->r);
             return -1;
         }
         if (v->qlen == 0 || v->stopped)
             break;
         ar_verify_step(v);
     }
-    ar_reader_free(&v->r);
+    mk_lines_free(&v->r);
     if (v->stopped) {
         *error = mk_xasprintf("%s: verification stopped by the caller", v->path);
         return -1;

@@ -27,6 +27,7 @@
 #include <zstd.h>
 
 #include "ar_store.h"
+#include "mk_crypto.h"
 #include "mk_util.h"
 
 /* The object image */
@@ -143,13 +144,7 @@ static const signed char ar_hex_value[256] = {
 
 void ar_hex(const unsigned char hash[32], char out[65])
 {
-    static const char digits[] = "0123456789abcdef";
-
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = digits[hash[i] >> 4];
-        out[2 * i + 1] = digits[hash[i] & 15];
-    }
-    out[64] = '\0';
+    mk_crypto_hex(hash, 32, out);
 }
 
 int ar_unhex(const char *hex, unsigned char hash[32])
@@ -172,10 +167,7 @@ int ar_unhex(const char *hex, unsigned char hash[32])
 
 void ar_sha256(const void *data, size_t len, unsigned char out[32])
 {
-    if (EVP_Digest(data ? data : "", len, out, NULL, EVP_sha256(), NULL) != 1) {
-        fprintf(stderr, "fatal: SHA-256 failed\n");
-        abort();
-    }
+    mk_crypto_sha256(data, len, out);
 }
 
 const char *ar_check_name(enum ar_check c)
