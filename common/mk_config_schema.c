@@ -154,6 +154,22 @@ const struct mk_config_key mk_config_schema[] = {
     S("archive", "doveadm", "/usr/bin/doveadm"),
     S("archive", "export_mailbox", "Archive export"),
 
+    /* [audit]: mailkeep-auditd, the audit log and the usage database */
+    P("audit", "socket", "/run/mailkeep/audit.sock"),
+    S("audit", "socket_mode", "0660"),
+    S("audit", "socket_group", ""),
+    S("audit", "user", ""),
+    P("audit", "pidfile", ""),
+    P("audit", "log_dir", MK_LOCALSTATEDIR "/lib/mailkeep/audit"),
+    P("audit", "db", MK_LOCALSTATEDIR "/lib/mailkeep/audit/usage.sqlite"),
+    P("audit", "keys_dir", MK_SYSCONFDIR "/mailkeep/audit-keys"),
+    D("audit", "checkpoint_interval", "60s", 1, 86400),
+    Z("audit", "max_pending", "64M", 1048576, 0),
+    I("audit", "commit_delay", "20", 0, 1000),      /* milliseconds */
+
+    /* [usage]: mailkeep usage (the usage database is [audit] db) */
+    S("usage", "doveadm", "/usr/bin/doveadm"),
+
     /* [quarantine]: the hold queue that DLP and antivirus share */
     P("quarantine", "postfix_config", "/etc/postfix"),
 };
