@@ -33,9 +33,13 @@ static const struct {
     {"archive", mailkeep_archive,
      "init | ingest | search | show | verify | export | import | reindex: the archive"},
 #endif
+#ifdef HAVE_AUDIT
+    {"audit", mailkeep_audit, "init | verify | search | reads: the audit log (mailkeep-auditd)"},
+    {"usage", mailkeep_usage, "report | scan | purge: accounts by last login and mailbox space"},
+#endif
 };
 
-static void mailkeep_usage(FILE *fp)
+static void mailkeep_help(FILE *fp)
 {
     fprintf(fp, "usage: mailkeep [-c config] COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof(mailkeep_commands) / sizeof(mailkeep_commands[0]); i++)
@@ -66,24 +70,24 @@ int main(int argc, char **argv)
             config_path = optarg;
             break;
         case 'h':
-            mailkeep_usage(stdout);
+            mailkeep_help(stdout);
             return 0;
         case 'V':
             printf("mailkeep %s\n", PACKAGE_VERSION);
             return 0;
         default:
-            mailkeep_usage(stderr);
+            mailkeep_help(stderr);
             return EX_USAGE;
         }
     }
     if (optind >= argc) {
-        mailkeep_usage(stderr);
+        mailkeep_help(stderr);
         return EX_USAGE;
     }
     for (size_t i = 0; i < sizeof(mailkeep_commands) / sizeof(mailkeep_commands[0]); i++)
         if (strcmp(argv[optind], mailkeep_commands[i].name) == 0)
             return mailkeep_commands[i].run(config_path, argc - optind - 1, argv + optind + 1);
     fprintf(stderr, "mailkeep: unknown command '%s'\n", argv[optind]);
-    mailkeep_usage(stderr);
+    mailkeep_help(stderr);
     return EX_USAGE;
 }
