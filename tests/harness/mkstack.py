@@ -647,8 +647,20 @@ class Dovecot(_Component):
 
     name = 'dovecot'
 
-    def __init__(self, workdir=None, slapd=None, mail_user='mail'):
+    def __init__(self, workdir=None, slapd=None, mail_user='mail',
+                 mail_plugins='', plugin_modules=(), plugin_settings=None,
+                 extra_conf=''):
+        """mail_plugins: added to mail_plugins for every protocol;
+        plugin_modules: paths of our own plugin .so files, loaded from a
+        module directory of links next to Dovecot's own modules;
+        plugin_settings: {name: value} for the plugin {} section;
+        extra_conf: appended to dovecot.conf."""
         super().__init__(workdir, 'dovecot')
+        self.mail_plugins = mail_plugins
+        self.plugin_modules = list(plugin_modules)
+        self.plugin_settings = dict(plugin_settings or {})
+        self.extra_conf = extra_conf
+        self.module_dir = os.path.join(self.dir, 'modules')
         if slapd is None:
             raise ValueError('Dovecot needs a Slapd')
         self.slapd = slapd
@@ -712,7 +724,8 @@ auth_cache_size = 0
 first_valid_uid = {self.mail_uid}
 first_valid_gid = {self.mail_gid}
 mail_location = maildir:~/Maildir
-mail_uid = {self.mail_uid}
+mail_plugins = $mail_plugins {self.mail_plugins}
+{self._module_dir_line()}mail_uid = {self.mail_uid}
 mail_gid = {self.mail_gid}
 postmaster_address = postmaster@example.com
 hostname = mail.example.com
@@ -789,8 +802,30 @@ protocol lmtp {{
 plugin {{
   sieve = file:~/sieve;active=~/.dovecot.sieve
   sieve_before = {self.sieve_before}
-}}
+{self._plugin_settings()}}}
+{self.extra_conf}
 """
+
+    def _module_dir_line(self):
+        return 'mail_plugin_dir = %s\n' % self.module_dir if self.plugin_modules else ''
+
+    def _plugin_settings(self):
+        return ''.join('  %s = %s\n' % kv for kv in sorted(self.plugin_settings.items()))
+
+    def _link_modules(self):
+        """Dovecot loads plugins from one directory: ours beside its own."""
+        if os.path.isdir(self.module_dir):
+            shutil.rmtree(self.module_dir)
+        os.makedirs(self.module_dir)
+        system = '/usr/lib/dovecot/modules'
+        for name in os.listdir(system):
+            if name.endswith('.so'):
+                os.symlink(os.path.join(system, name), os.path.join(self.module_dir, name))
+        for path in self.plugin_modules:
+            if not os.path.exists(path):
+                raise FileNotFoundError('plugin not built: %s' % path)
+            os.symlink(os.path.abspath(path),
+                       os.path.join(self.module_dir, os.path.basename(path)))
 
     def _start(self):
         for d in (self.dir, self.base_dir, self.state_dir, self.sieve_dir):
@@ -803,6 +838,8 @@ plugin {{
                self._ldap_conf('passdb'), 0o600)
         _write(os.path.join(self.dir, 'ldap-userdb.conf.ext'),
                self._ldap_conf('userdb'), 0o600)
+        if self.plugin_modules:
+            self._link_modules()
         _write(self.conf_path, self._conf(), 0o644)
         shutil.copyfile(_SIEVE_BEFORE, self.sieve_before)
         os.chmod(self.sieve_before, 0o644)
@@ -813,11 +850,13 @@ plugin {{
         self._wait_ready((self.imap_port, self.pop3_port, self.lmtp_port,
                           self.auth_port), [self.stderr_path, self.log_path])
 
-    def doveadm(self, *args, check=False, timeout=60):
-        """Run 'doveadm -c <our config> ARGS'; returns CompletedProcess (text)."""
+    def doveadm(self, *args, check=False, timeout=60, env=None):
+        """Run 'doveadm -c <our config> ARGS'; returns CompletedProcess (text).
+        env: variables added to the environment."""
+        full_env = dict(os.environ, **env) if env else None
         return subprocess.run(['doveadm', '-c', self.conf_path] + list(args),
                               capture_output=True, text=True, timeout=timeout,
-                              check=check)
+                              check=check, env=full_env)
 
     def mail_dir(self, user):
         """Maildir path of user 'local@domain' (may not exist yet)."""
