@@ -22,12 +22,15 @@ static const char au_db_schema[] =
     " uid INTEGER NOT NULL, message_id TEXT, first INTEGER NOT NULL,"
     " last INTEGER NOT NULL, count INTEGER NOT NULL,"
     " PRIMARY KEY(user, mailbox_guid, uid));"
-    "CREATE INDEX IF NOT EXISTS body_reads_message_id ON body_reads(message_id);";
+    "CREATE INDEX IF NOT EXISTS body_reads_message_id ON body_reads(message_id);"
+    "CREATE TABLE IF NOT EXISTS accounts(user TEXT NOT NULL PRIMARY KEY,"
+    " seen INTEGER NOT NULL);";
 
 enum au_db_stmt {
     AU_SET_MAILBOX,
     AU_DELETE_MAILBOX,
     AU_SET_LOGIN,
+    AU_SET_ACCOUNT,
     AU_MARK_READ,
     AU_FIND_GUID,
     AU_FIND_MARK,
@@ -46,6 +49,9 @@ static const char *const au_db_sql[AU_NSTMT] = {
     [AU_SET_LOGIN] =
         "INSERT INTO last_login(user, service, time, ip) VALUES(?1, ?2, ?3, ?4)"
         " ON CONFLICT(user, service) DO UPDATE SET time = excluded.time, ip = excluded.ip",
+    [AU_SET_ACCOUNT] =
+        "INSERT INTO accounts(user, seen) VALUES(?1, ?2)"
+        " ON CONFLICT(user) DO UPDATE SET seen = excluded.seen",
     [AU_MARK_READ] =
         "INSERT INTO body_reads(user, mailbox_guid, uid, message_id, first, last, count)"
         " VALUES(?1, ?2, ?3, ?4, ?5, ?5, 1) ON CONFLICT(user, mailbox_guid, uid) DO UPDATE SET"
@@ -259,6 +265,12 @@ int au_db_apply_usage(struct au_db *db, const json_t *u, int64_t time, char **er
         sqlite3_bind_int64(st, 3, time / 1000000);
         au_db_bind_str(st, 4, au_proto_str(u, "ip"));
         return au_db_done(db, st, "cannot set a login", error);
+    }
+    if (strcmp(kind, "account") == 0) {
+        st = au_db_stmt(db, AU_SET_ACCOUNT);
+        au_db_bind_str(st, 1, user);
+        sqlite3_bind_int64(st, 2, time / 1000000);
+        return au_db_done(db, st, "cannot note an account", error);
     }
     return 0;
 }

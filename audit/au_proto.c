@@ -204,7 +204,9 @@ static int au_proto_check_usage(const json_t *obj, char **error)
         }
         return 0;
     }
-    *error = mk_xstrdup("\"kind\" is not mailbox, mailbox-delete or login");
+    if (strcmp(kind, "account") == 0)
+        return 0;
+    *error = mk_xstrdup("\"kind\" is not mailbox, mailbox-delete, login or account");
     return -1;
 }
 

@@ -36,7 +36,7 @@
  *	  missing or not a string; a reserved key at the top (seq, time,
  *	  prev, hash, sig, peer); a value, at any depth, that is null or
  *	  a real number; nesting deeper than AU_PROTO_MAX_DEPTH.
- *	- U: "kind" not mailbox, mailbox-delete or login; "user" missing or
+ *	- U: "kind" not mailbox, mailbox-delete, login or account; "user" missing or
  *	  empty; for mailbox: "mailbox_guid" (1 to 128 hex digits),
  *	  "mailbox" (a string), "messages" and "vsize" (integers, not
  *	  negative); for mailbox-delete: "mailbox_guid"; for login:

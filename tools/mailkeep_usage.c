@@ -93,7 +93,8 @@ static int mku_accounts(sqlite3 *db, const struct mku_filter *f, struct mku_acco
                         size_t *n_out)
 {
     static const char sql[] =
-        "WITH accts AS (SELECT user FROM mailbox_usage UNION SELECT user FROM last_login),"
+        "WITH accts AS (SELECT user FROM mailbox_usage UNION SELECT user FROM last_login"
+        "        UNION SELECT user FROM accounts),"
         " sz AS (SELECT user, SUM(messages) AS m, SUM(vsize) AS v, COUNT(*) AS b"
         "        FROM mailbox_usage GROUP BY user),"
         " ll AS (SELECT user, MAX(time) AS t,"
@@ -440,6 +441,15 @@ static int mku_scan_user(struct au_client *c, sqlite3 *db, const struct mk_confi
             break;
     }
     free(out);
+    /* The account exists, with or without mailboxes (one never used has
+       none): the report lists it. */
+    if (rc == 0) {
+        json_t *u = json_pack("{s:s,s:s}", "kind", "account", "user", user);
+
+        if (au_client_send(c, 'U', u, &error) != 0)
+            rc = -1;
+        json_decref(u);
+    }
     /* Mailboxes the database has and Dovecot no longer has. */
     if (rc == 0 && db != NULL) {
         sqlite3_stmt *st;
@@ -563,13 +573,19 @@ out:
     return rc;
 }
 
-/* How many messages a doveadm search query finds, and in how many mailboxes. */
+/* doveadm's exit code for "not found" (DOVEADM_EX_NOTFOUND): a search
+   that names one mailbox the account does not have. */
+#define MKU_DOVEADM_NOTFOUND 68
+
+/* How many messages a doveadm search query finds, and in how many
+   mailboxes: 0, or doveadm's exit code, or -1. */
 static int mku_count(const struct mk_config *cfg, const char *user, char **query,
                      long long *messages, long long *mailboxes)
 {
     const char *args[64];
     char *out, *cursor, *line, *last_guid = NULL;
     size_t k = 0;
+    int rc;
 
     args[k++] = "search";
     args[k++] = "-u";
@@ -577,9 +593,9 @@ static int mku_count(const struct mk_config *cfg, const char *user, char **query
     for (size_t i = 0; query[i] != NULL && k < 62; i++)
         args[k++] = query[i];
     args[k] = NULL;
-    if (mku_doveadm(cfg, args, &out) != 0)
-        return -1;
     *messages = *mailboxes = 0;
+    if ((rc = mku_doveadm(cfg, args, &out)) != 0)
+        return rc;
     cursor = out;
     while ((line = mk_str_next_line(&cursor)) != NULL) {
         char *sp = strchr(line, ' ');
@@ -751,7 +767,12 @@ static int mku_purge(const struct mk_config *cfg, int argc, char **argv)
         json_t *rec;
         int erc;
 
-        if (mku_count(cfg, user, query, &messages, &boxes) != 0) {
+        if ((erc = mku_count(cfg, user, query, &messages, &boxes)) == MKU_DOVEADM_NOTFOUND
+            && n_mailboxes == 1) {
+            printf("%s: no mailbox %s: nothing to remove\n", user, mailboxes[0]);
+            continue;
+        }
+        if (erc != 0) {
             mku_err("%s: doveadm search failed; skipped", user);
             rc = EX_TEMPFAIL;
             continue;

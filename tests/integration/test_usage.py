@@ -16,6 +16,7 @@ ALICE = 'alice@example.com'
 BOB = 'bob@example.com'
 WEI = 'wei@example.org'
 MEI = 'mei@example.org'
+JUN = 'jun@example.org'
 
 
 @pytest.fixture(scope='module')
@@ -117,6 +118,10 @@ def test_scan_fills_accounts_never_seen_and_report_filters(st):
     everyone = report(st)
     assert MEI in everyone and everyone[MEI]['last_login'] == 0
     assert everyone[MEI]['messages'] == 2
+    # jun has never been used at all: no mailbox yet, listed all the same
+    assert (everyone[JUN]['messages'], everyone[JUN]['mailboxes'],
+            everyone[JUN]['last_login']) == (0, 0, 0)
+    assert JUN in report(st, '-i', '1')
     # inactive for a day: those who never logged in, not bob
     inactive = report(st, '-i', '1')
     assert MEI in inactive and BOB not in inactive
@@ -153,6 +158,16 @@ def test_purge_dry_run_then_purge_by_size_audited(st):
                 if x.get('service') == 'doveadm']
     assert len(expunges) == 2 and all(x['admin'] == 'hsu.admin' for x in expunges)
     assert expunges[0]['seq'] > purge[0]['seq']
+
+
+def test_purge_of_a_mailbox_an_account_does_not_have(st):
+    st.deliver(BOB, message('stays'))
+    count = st.status(BOB)['INBOX'][1]
+    r = st.audit.mailkeep('usage', 'purge', '-u', BOB, '-m', 'Archive2019', '-a', check=True)
+    assert 'no mailbox Archive2019: nothing to remove' in r.stdout, r.stdout
+    assert st.status(BOB)['INBOX'][1] == count
+    r = st.audit.mailkeep('usage', 'purge', '-u', 'nobody@example.com', '-a')
+    assert r.returncode == 75 and 'doveadm search failed' in r.stderr
 
 
 def test_purge_refuses_without_a_choice_of_mail_or_accounts(st):

@@ -213,7 +213,7 @@ static void test_usage(void)
     char *why = NULL;
     long long n;
 
-    test_begin("U: the three kinds");
+    test_begin("U: the four kinds");
     test_assert_int(parse("U {\"kind\":\"mailbox\",\"user\":\"bob\",\"mailbox_guid\":"
                           "\"0123456789abcdef0123456789ABCDEF\",\"mailbox\":\"INBOX\","
                           "\"messages\":12,\"vsize\":34567,\"other\":null}", &l, &why), 0);
@@ -229,6 +229,9 @@ static void test_usage(void)
     test_assert_int(parse("U {\"kind\":\"login\",\"user\":\"bob\",\"service\":\"pop3\"}", &l,
                           &why), 0);
     au_proto_line_free(&l);
+    test_assert_int(parse("U {\"kind\":\"account\",\"user\":\"jun\"}", &l, &why), 0);
+    au_proto_line_free(&l);
+    test_assert(refused_with("U {\"kind\":\"account\",\"user\":\"\"}", "\"user\""));
     test_end();
 
     test_begin("U: what each kind needs");
