@@ -2,6 +2,7 @@
 the plugin records, driven by IMAP, POP3, LMTP and doveadm clients, found
 in the log with the right fields; the chain verifies, and verification
 points at the record edited by hand."""
+import base64
 import json
 import os
 import shutil
@@ -29,6 +30,25 @@ def st():
         s.stop()
         if os.environ.get('MK_KEEP') != '1':
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+CHINESE_BOX = '專案 \\ "Q4"'
+
+
+def mutf7(name):
+    """A mailbox name in IMAP's modified UTF-7 (RFC 3501 5.1.3)."""
+    out, run = [], ''
+    for ch in name + '\0':
+        if ch != '\0' and not 0x20 <= ord(ch) < 0x7f:
+            run += ch
+            continue
+        if run:
+            b64 = base64.b64encode(run.encode('utf-16-be')).decode().rstrip('=')
+            out.append('&' + b64.replace('/', ',') + '-')
+            run = ''
+        if ch != '\0':
+            out.append('&-' if ch == '&' else ch)
+    return ''.join(out)
 
 
 def ops(records):
@@ -109,6 +129,8 @@ def test_store_copy_move_expunge_and_mailbox_operations(st):
     c.append('Projects', None, None, message('appended', msgid='<ops-3@example.net>'))
     c.rename('Projects', 'Projects2024')
     c.delete('Projects2024')
+    quoted = mutf7(CHINESE_BOX).replace('\\', '\\\\').replace('"', '\\"')
+    assert c.create('"%s"' % quoted)[0] == 'OK'     # JSON escapes " and \\
     c.logout()
     recs = session_records(st, imap_session_id(st, BOB))
     by_op = {}
@@ -132,6 +154,7 @@ def test_store_copy_move_expunge_and_mailbox_operations(st):
     assert (by_op['mailbox-rename'][0]['from_mailbox'],
             by_op['mailbox-rename'][0]['mailbox']) == ('Projects', 'Projects2024')
     assert by_op['mailbox-delete'][0]['mailbox'] == 'Projects2024'
+    assert by_op['mailbox-create'][1]['mailbox'] == CHINESE_BOX
 
 
 def test_pop3_login_retr_top_dele_and_quit(st):
