@@ -750,15 +750,15 @@ static int mku_purge(const struct mk_config *cfg, int argc, char **argv)
         snprintf(criteria + len, sizeof(criteria) - len, "%s%s", i ? " " : "", query[i]);
     }
 
-    if (!dry_run) {
-        if ((c = au_client_open(mk_config_str(cfg, "audit", "socket"), &error)) == NULL) {
-            mku_err("%s: nothing purged, since the purge could not be audited", error);
-            free(error);
-            rc = EX_UNAVAILABLE;
-            goto out;
-        }
-        /* The expunges doveadm makes are recorded by the plugin under this name. */
-        setenv("MAILKEEP_ADMIN", mku_admin(), 1);
+    /* What doveadm does (its searches, a dry run's too, and its expunges)
+       is recorded by the plugin under this name. */
+    setenv("MAILKEEP_ADMIN", mku_admin(), 1);
+    if (!dry_run
+        && (c = au_client_open(mk_config_str(cfg, "audit", "socket"), &error)) == NULL) {
+        mku_err("%s: nothing purged, since the purge could not be audited", error);
+        free(error);
+        rc = EX_UNAVAILABLE;
+        goto out;
     }
     for (size_t i = 0; i < n_accounts; i++) {
         const char *user = accounts[i].user;

@@ -142,8 +142,14 @@ def test_purge_dry_run_then_purge_by_size_audited(st):
     for i, size in enumerate((1000, 40000, 2000, 80000)):
         st.deliver(user, message('purge %d' % i, size=size))
     before = assert_usage_matches(st, user)['INBOX'][1]
-    r = st.audit.mailkeep('usage', 'purge', '-u', user, '-l', '30K', '-n', check=True)
+    r = st.audit.mailkeep('usage', 'purge', '-u', user, '-l', '30K', '-n', check=True,
+                          env={'SUDO_USER': 'hsu.admin'})
     assert 'would remove 2 messages' in r.stdout, r.stdout
+    # even a dry run's search through doveadm is on record, with its admin
+    st.audit.sync()
+    searches = [x for x in st.audit.records(op='search', user=user)
+                if x.get('service') == 'doveadm']
+    assert searches and all(x['admin'] == 'hsu.admin' for x in searches)
     assert assert_usage_matches(st, user)['INBOX'][1] == before
     r = st.audit.mailkeep('usage', 'purge', '-u', user, '-l', '30K', check=True,
                           env={'SUDO_USER': 'hsu.admin'})
