@@ -22,6 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, 'tests', 'harness'))
 import mkstack  # noqa: E402
+from mkaudit import AuditD, plugin_modules  # noqa: E402
 
 BUILDDIR = os.environ.get('MK_BUILDDIR', os.path.join(ROOT, 'build'))
 STATE = os.environ.get('MK_SANDBOX_DIR', '/var/tmp/mailkeep-sandbox')
@@ -218,7 +219,21 @@ def serve():
                                 '-f', '-c', conf], port=PORTS['block'], workdir=bdir,
                                name='mailkeep-block')
         block.start()
+        audit = None
+        if all(os.path.exists(p) for p in plugin_modules() + [mkaudit_binary()]):
+            # mailkeep-auditd first: Dovecot refuses sessions it cannot audit
+            audit = AuditD(os.path.join(STATE, 'audit'))
+            audit.set_doveadm('/usr/bin/doveadm -c %s' % dv.conf_path)
+            audit.start()
+            daemons.append(audit.daemon)
+            dv.mail_plugins = 'notify mailkeep_audit mailkeep_usage'
+            dv.plugin_modules = plugin_modules()
+            dv.plugin_settings = audit.plugin_settings()
+            dv.extra_conf = 'import_environment = $import_environment MAILKEEP_ADMIN SUDO_USER\n'
         st.dovecot.start()
+        if audit is not None:
+            # accounts the plugin has not seen yet, so that the report lists every one
+            audit.mailkeep('usage', 'scan', '-A')
         st.sink.start()
         milters = 'inet:127.0.0.1:%d' % PORTS['block']
         st.postfix = mkstack.Postfix(STATE, st.dovecot, st.sink, port=PORTS['smtp'],
@@ -299,6 +314,8 @@ def serve():
             'av_log': av.stderr_path if av else None,
             'archive_config': jconf if journal else None,
             'journal_log': journal.stderr_path if journal else None,
+            'audit_config': audit.config if audit else None,
+            'audit_log_dir': audit.log_dir if audit else None,
         }
         with open(INFO + '.tmp', 'w') as f:
             json.dump(info, f, indent=1)
@@ -374,6 +391,26 @@ def archive_help(i):
 """
 
 
+def mkaudit_binary():
+    return os.path.join(BUILDDIR, 'audit', 'mailkeep-auditd')
+
+
+def audit_help(i):
+    if not i.get('audit_config'):
+        return ''
+    c = i['audit_config']
+    return f"""  # the Dovecot plugins (mailkeep_audit, mailkeep_usage) and mailkeep-auditd:
+  # every IMAP/POP3/doveadm operation lands in a hash-chained log ({i['audit_log_dir']})
+  build/tools/mailkeep -c {c} audit search -u alice@example.com -s 1h
+  build/tools/mailkeep -c {c} audit search -o read,expunge -a
+  build/tools/mailkeep -c {c} audit verify
+  # accounts by last login and by size; purge old mail (dry run first)
+  build/tools/mailkeep -c {c} usage report -s size
+  build/tools/mailkeep -c {c} usage report -i 30 -d example.org
+  build/tools/mailkeep -c {c} usage purge -u bob@example.com -m Trash -b 30d -n
+"""
+
+
 def show():
     i = json.load(open(INFO))
     p = i['ports']
@@ -403,7 +440,7 @@ Try it:
   swaks -s 127.0.0.1:{i['smtp_port']} --xclient-addr 203.0.113.5 -f deals@promo.example -t bob@example.com
   curl -s -u bob@example.com:mailkeep 'imap://127.0.0.1:{p['imap']}/Junk;UID=1'
 
-{dlp_help(i)}{av_help(i)}{archive_help(i)}
+{dlp_help(i)}{av_help(i)}{archive_help(i)}{audit_help(i)}
   Edit a list (it reloads within seconds): {i['block_lists']}/bad-senders
   Reload the configuration: kill -USR1 {i['block_pid']}   ({i['block_config']})
   Logs: {i['block_log']}
