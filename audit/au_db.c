@@ -11,6 +11,8 @@
 #include "mk_util.h"
 
 #define AU_DB_BUSY_MS	1000    /* the daemon's loop waits no longer for a lock */
+#define AU_DB_STR_(x)	#x
+#define AU_DB_STR(x)	AU_DB_STR_(x)
 
 static const char au_db_schema[] =
     "CREATE TABLE IF NOT EXISTS mailbox_usage(user TEXT NOT NULL, mailbox_guid TEXT NOT NULL,"
@@ -155,7 +157,8 @@ struct au_db *au_db_open(const char *path, bool writer, char **error)
     if (version < AU_DB_VERSION
         && (au_db_exec(db, "BEGIN IMMEDIATE", "cannot create the tables", error) < 0
             || au_db_exec(db, au_db_schema, "cannot create the tables", error) < 0
-            || au_db_exec(db, "PRAGMA user_version = 1", "cannot create the tables", error) < 0
+            || au_db_exec(db, "PRAGMA user_version = " AU_DB_STR(AU_DB_VERSION),
+                          "cannot create the tables", error) < 0
             || au_db_exec(db, "COMMIT", "cannot create the tables", error) < 0))
         goto fail;
     for (int i = 0; i < AU_NSTMT; i++)

@@ -68,7 +68,7 @@
 #include <jansson.h>
 #include <sqlite3.h>
 
-#define AU_DB_VERSION	1
+#define AU_DB_VERSION	2     /* 2: the accounts table */
 
 struct au_db_read {
     const char *user, *mailbox_guid, *mailbox, *message_id;

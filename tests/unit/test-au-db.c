@@ -104,9 +104,9 @@ static void test_usage(struct au_db *db)
 {
     test_begin("db: a fresh database has the contract's schema, in WAL mode");
     test_assert(query_is(db, "PRAGMA journal_mode", "wal"));
-    test_assert(query_is(db, "PRAGMA user_version", "1"));
+    test_assert(query_is(db, "PRAGMA user_version", "2"));
     test_assert(query_is(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('mailbox_usage',"
-                         "'last_login','body_reads','body_reads_message_id')", "4"));
+                         "'last_login','body_reads','body_reads_message_id','accounts')", "5"));
     test_end();
 
     test_begin("db: mailbox updates set, replace and forget a mailbox's usage");
@@ -265,6 +265,21 @@ int main(void)
     test_reads(db);
     test_batches(db, path);
     au_db_close(db);
+
+    test_begin("db: a version 1 database gets the accounts table, its data kept");
+    db = au_db_open(path, true, &error);
+    sqlite3_exec(au_db_handle(db), "DROP TABLE accounts; PRAGMA user_version = 1", NULL, NULL,
+                 NULL);
+    au_db_close(db);
+    db = au_db_open(path, true, &error);
+    test_assert(db != NULL);
+    if (db != NULL) {
+        test_assert(query_is(db, "PRAGMA user_version", "2"));
+        test_assert(query_is(db, "SELECT count(*) FROM accounts", "0"));
+        test_assert(!query_is(db, "SELECT count(*) FROM mailbox_usage", "0"));
+        au_db_close(db);
+    }
+    test_end();
 
     test_begin("db: a schema newer than the program's is refused");
     db = au_db_open(path, true, &error);
