@@ -26,7 +26,6 @@
 #include "mk_util.h"
 
 #define AR_LOG_SIGNED_TEXT	"mailkeep log checkpoint v1"
-#define AR_LOG_READ_BLOCK	((size_t) 1 << 20)
 #define AR_LOG_SCAN_BLOCK	((size_t) 65536)
 #define AR_LOG_SEEK_SPAN	((off_t) 65536)         /* binary search stops below this */
 #define AR_LOG_WINDOW		64                      /* verify looks this far for a moved entry */
@@ -35,70 +34,12 @@
 
 /* Parsing: one cursor over a line, strict, no allocation */
 
-struct ar_cur {
-    const char *p, *end;
-};
-
-static const signed char ar_lhex[256] = {
-    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8,
-    ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15,
-    ['f'] = 16,
-};                                      /* lower case only: value + 1, 0 = not a digit */
-
-static bool ar_cur_lit(struct ar_cur *c, const char *lit, size_t n)
-{
-    if ((size_t) (c->end - c->p) < n || memcmp(c->p, lit, n) != 0)
-        return false;
-    c->p += n;
-    return true;
-}
-
-#define AR_LIT(c, s) ar_cur_lit((c), (s), sizeof(s) - 1)
-
-/* A decimal number without sign or leading zero. */
-static bool ar_cur_u64(struct ar_cur *c, uint64_t *v)
-{
-    const char *p = c->p;
-    uint64_t x = 0;
-
-    if (p == c->end || *p < '0' || *p > '9' || (*p == '0' && p + 1 < c->end && p[1] >= '0'
-                                                 && p[1] <= '9'))
-        return false;
-    for (; p < c->end && *p >= '0' && *p <= '9'; p++) {
-        unsigned d = (unsigned) (*p - '0');
-
-        if (x > (UINT64_MAX - d) / 10)
-            return false;
-        x = x * 10 + d;
-    }
-    c->p = p;
-    *v = x;
-    return true;
-}
-
-static bool ar_cur_hex(struct ar_cur *c, unsigned char *out, size_t n)
-{
-    const unsigned char *p = (const unsigned char *) c->p;
-
-    if ((size_t) (c->end - c->p) < 2 * n)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        int hi = ar_lhex[p[2 * i]], lo = ar_lhex[p[2 * i + 1]];
-
-        if (hi == 0 || lo == 0)
-            return false;
-        out[i] = (unsigned char) ((hi - 1) << 4 | (lo - 1));
-    }
-    c->p += 2 * n;
-    return true;
-}
-
 static bool ar_spool_char(unsigned char ch)
 {
     return ch > 0x20 && ch < 0x7f;
 }
 
-static bool ar_cur_spool(struct ar_cur *c, char out[256])
+static bool ar_cur_spool(struct mk_lines_cur *c, char out[256])
 {
     const char *p = c->p;
     size_t n;
@@ -121,37 +62,38 @@ static bool ar_cur_spool(struct ar_cur *c, char out[256])
 static const char *ar_log_parse(const char *line, size_t len, struct ar_log_entry *e,
                                 size_t *text_len)
 {
-    struct ar_cur c = {line, line + len};
+    struct mk_lines_cur c = {line, line + len};
     uint64_t t;
 
     memset(e, 0, sizeof(*e));
-    if (!AR_LIT(&c, "seq=") || !ar_cur_u64(&c, &e->seq) || e->seq == 0)
+    if (!MK_LINES_LIT(&c, "seq=") || !mk_lines_u64(&c, &e->seq) || e->seq == 0)
         return "no valid seq= at the start";
-    if (!AR_LIT(&c, " time=") || !ar_cur_u64(&c, &t) || t > INT64_MAX)
+    if (!MK_LINES_LIT(&c, " time=") || !mk_lines_u64(&c, &t) || t > INT64_MAX)
         return "no valid time= after seq=";
     e->time = (int64_t) t;
-    if (AR_LIT(&c, " kind=ingest")) {
-        if (!AR_LIT(&c, " object=") || !ar_cur_hex(&c, e->object, 32))
+    if (MK_LINES_LIT(&c, " kind=ingest")) {
+        if (!MK_LINES_LIT(&c, " object=") || !mk_lines_hex(&c, e->object, 32))
             return "no valid object= hash";
-        if (!AR_LIT(&c, " envelope=") || !ar_cur_hex(&c, e->envelope, 32))
+        if (!MK_LINES_LIT(&c, " envelope=") || !mk_lines_hex(&c, e->envelope, 32))
             return "no valid envelope= hash";
-        if (!AR_LIT(&c, " spool=") || !ar_cur_spool(&c, e->spool_id))
+        if (!MK_LINES_LIT(&c, " spool=") || !ar_cur_spool(&c, e->spool_id))
             return "no valid spool= ID";
-    } else if (AR_LIT(&c, " kind=tombstone")) {
+    } else if (MK_LINES_LIT(&c, " kind=tombstone")) {
         e->kind = AR_LOG_TOMBSTONE;
-        if (!AR_LIT(&c, " object=") || !ar_cur_hex(&c, e->object, 32))
+        if (!MK_LINES_LIT(&c, " object=") || !mk_lines_hex(&c, e->object, 32))
             return "no valid object= hash";
-    } else if (AR_LIT(&c, " kind=checkpoint")) {
+    } else if (MK_LINES_LIT(&c, " kind=checkpoint")) {
         e->kind = AR_LOG_CHECKPOINT;
     } else {
         return "no known kind= (ingest, tombstone, checkpoint)";
     }
     *text_len = (size_t) (c.p - line);
-    if (!AR_LIT(&c, " prev=") || !ar_cur_hex(&c, e->prev, 32))
+    if (!MK_LINES_LIT(&c, " prev=") || !mk_lines_hex(&c, e->prev, 32))
         return "no valid prev= hash";
-    if (!AR_LIT(&c, " hash=") || !ar_cur_hex(&c, e->hash, 32))
+    if (!MK_LINES_LIT(&c, " hash=") || !mk_lines_hex(&c, e->hash, 32))
         return "no valid hash=";
-    if (e->kind == AR_LOG_CHECKPOINT && (!AR_LIT(&c, " sig=") || !ar_cur_hex(&c, e->sig, 64)))
+    if (e->kind == AR_LOG_CHECKPOINT
+        && (!MK_LINES_LIT(&c, " sig=") || !mk_lines_hex(&c, e->sig, 64)))
         return "no valid sig= on a checkpoint";
     if (c.p != c.end)
         return "unexpected text after the last field";
@@ -161,9 +103,9 @@ static const char *ar_log_parse(const char *line, size_t len, struct ar_log_entr
 /* Only the seq at the start of a line, for seeking. */
 static bool ar_log_line_seq(const char *line, size_t len, uint64_t *seq)
 {
-    struct ar_cur c = {line, line + len};
+    struct mk_lines_cur c = {line, line + len};
 
-    return AR_LIT(&c, "seq=") && ar_cur_u64(&c, seq);
+    return MK_LINES_LIT(&c, "seq=") && mk_lines_u64(&c, seq);
 }
 
 bool ar_log_spool_id_valid(const char *id)
@@ -193,107 +135,8 @@ const char *ar_log_problem_name(enum ar_log_problem_kind kind)
 
 /* Hashing and signing */
 
-struct ar_hasher {
-    EVP_MD *md;
-    EVP_MD_CTX *ctx;
-};
-
-static int ar_hasher_init(struct ar_hasher *h)
-{
-    h->md = EVP_MD_fetch(NULL, "SHA256", NULL);
-    h->ctx = EVP_MD_CTX_new();
-    return h->md && h->ctx ? 0 : -1;
-}
-
-static void ar_hasher_free(struct ar_hasher *h)
-{
-    EVP_MD_free(h->md);
-    EVP_MD_CTX_free(h->ctx);
-}
-
-/* An entry's hash: SHA-256(prev || text). */
-static void ar_log_hash(struct ar_hasher *h, const unsigned char prev[32], const char *text,
-                        size_t len, unsigned char out[32])
-{
-    if (EVP_DigestInit_ex(h->ctx, h->md, NULL) != 1 || EVP_DigestUpdate(h->ctx, prev, 32) != 1
-        || EVP_DigestUpdate(h->ctx, text, len) != 1
-        || EVP_DigestFinal_ex(h->ctx, out, NULL) != 1) {
-        fprintf(stderr, "fatal: SHA-256 failed\n");
-        abort();
-    }
-}
-
-static size_t ar_log_signed_text(uint64_t seq, const unsigned char hash[32], char out[160])
-{
-    char hex[65];
-
-    ar_hex(hash, hex);
-    return (size_t) snprintf(out, 160, AR_LOG_SIGNED_TEXT " seq=%" PRIu64 " hash=%s", seq, hex);
-}
-
-static int ar_log_sign(EVP_PKEY *key, uint64_t seq, const unsigned char hash[32],
-                       unsigned char sig[64])
-{
-    char text[160];
-    size_t len = ar_log_signed_text(seq, hash, text);
-
-    return mk_crypto_sign(key, text, len, sig);
-}
-
-static bool ar_log_sig_ok(EVP_PKEY *key, uint64_t seq, const unsigned char hash[32],
-                          const unsigned char sig[64])
-{
-    char text[160];
-    size_t len = ar_log_signed_text(seq, hash, text);
-
-    return mk_crypto_verify(key, text, len, sig);
-}
-
 /* File helpers */
 
-
-/* The line number of the line that starts at offset; 0 when the file cannot be read. */
-static uint64_t ar_log_line_at(int fd, off_t offset)
-{
-    char *buf = mk_xmalloc(AR_LOG_READ_BLOCK);
-    uint64_t line = 1;
-
-    for (off_t pos = 0; pos < offset; ) {
-        size_t want = (size_t) (offset - pos) < AR_LOG_READ_BLOCK ? (size_t) (offset - pos)
-                                                                  : AR_LOG_READ_BLOCK;
-        ssize_t n = mk_pread_full(fd, buf, want, pos);
-
-        if (n <= 0) {
-            line = 0;
-            break;
-        }
-        for (char *p = buf; (p = memchr(p, '\n', (size_t) (buf + n - p))) != NULL; p++)
-            line++;
-        pos += n;
-    }
-    free(buf);
-    return line;
-}
-
-/* "PATH:LINE: problem", finding the line number when it is not known (0). */
-static char *ar_log_error_at(const char *path, int fd, off_t offset, uint64_t line,
-                             const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static char *ar_log_error_at(const char *path, int fd, off_t offset, uint64_t line,
-                             const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    if (line == 0)
-        line = ar_log_line_at(fd, offset);
-    if (line == 0)
-        return mk_xasprintf("%s: byte %lld: %s", path, (long long) offset, msg);
-    return mk_xasprintf("%s:%" PRIu64 ": %s", path, line, msg);
-}
 
 /* Seeking */
 
@@ -345,7 +188,7 @@ struct ar_log_head {
 static int ar_log_read_head(const char *path, struct ar_log_head *h, char **error)
 {
     struct stat st;
-    struct ar_cur c;
+    struct mk_lines_cur c;
     size_t len;
     char *text;
     bool ok;
@@ -356,9 +199,10 @@ static int ar_log_read_head(const char *path, struct ar_log_head *h, char **erro
         return -1;
     c.p = text;
     c.end = text + len;
-    ok = AR_LIT(&c, "seq=") && ar_cur_u64(&c, &h->seq) && AR_LIT(&c, " hash=")
-        && ar_cur_hex(&c, h->hash, 32) && AR_LIT(&c, " sig=") && ar_cur_hex(&c, h->sig, 64)
-        && AR_LIT(&c, "\n") && c.p == c.end;
+    ok = MK_LINES_LIT(&c, "seq=") && mk_lines_u64(&c, &h->seq) && MK_LINES_LIT(&c, " hash=")
+        && mk_lines_hex(&c, h->hash, 32) && MK_LINES_LIT(&c, " sig=")
+        && mk_lines_hex(&c, h->sig, 64)
+        && MK_LINES_LIT(&c, "\n") && c.p == c.end;
     free(text);
     if (!ok) {
         *error = mk_xasprintf("%s: malformed (expected \"seq=N hash=H sig=S\")", path);
@@ -373,7 +217,7 @@ struct ar_log {
     char *path, *head_path;
     int fd, dirfd;
     const struct ar_keys *keys;
-    struct ar_hasher h;
+    struct mk_crypto_chain h;
     uint64_t seq;                       /* the last committed entry: a checkpoint */
     unsigned char hash[32], sig[64];
     off_t size;                         /* committed bytes */
@@ -520,7 +364,7 @@ static int ar_log_last_checkpoint(struct ar_log *l, off_t end, off_t *found, cha
         if (lo == 0 || *found >= 0)
             break;
         if (stop + 1 == n) {
-            *error = ar_log_error_at(l->path, l->fd, lo, 0, "line longer than %d bytes",
+            *error = mk_lines_error_at(l->path, l->fd, lo, 0, "line longer than %d bytes",
                                      AR_LOG_MAX_LINE);
             free(buf);
             return -1;
@@ -542,23 +386,23 @@ static int ar_log_load_checkpoint(struct ar_log *l, off_t offset, off_t *after, 
     ssize_t n = mk_pread_full(l->fd, buf, sizeof(buf), offset);
 
     if (n < 0 || (nl = memchr(buf, '\n', (size_t) n)) == NULL) {
-        *error = ar_log_error_at(l->path, l->fd, offset, 0, "cannot read the last checkpoint");
+        *error = mk_lines_error_at(l->path, l->fd, offset, 0, "cannot read the last checkpoint");
         return -1;
     }
     if ((why = ar_log_parse(buf, (size_t) (nl - buf), &e, &text_len)) != NULL
         || e.kind != AR_LOG_CHECKPOINT) {
-        *error = ar_log_error_at(l->path, l->fd, offset, 0, "malformed checkpoint: %s",
+        *error = mk_lines_error_at(l->path, l->fd, offset, 0, "malformed checkpoint: %s",
                                  why ? why : "not a checkpoint");
         return -1;
     }
-    ar_log_hash(&l->h, e.prev, buf, text_len, computed);
+    mk_crypto_chain_hash(&l->h, e.prev, buf, text_len, computed);
     if (memcmp(computed, e.hash, 32) != 0) {
-        *error = ar_log_error_at(l->path, l->fd, offset, 0, "checkpoint %" PRIu64 " does not "
+        *error = mk_lines_error_at(l->path, l->fd, offset, 0, "checkpoint %" PRIu64 " does not "
                                  "match its hash: the log was modified", e.seq);
         return -1;
     }
-    if (!ar_log_sig_ok(l->keys->verify, e.seq, e.hash, e.sig)) {
-        *error = ar_log_error_at(l->path, l->fd, offset, 0, "the signature of checkpoint %"
+    if (!mk_crypto_chain_verify(l->keys->verify, AR_LOG_SIGNED_TEXT, e.seq, e.hash, e.sig)) {
+        *error = mk_lines_error_at(l->path, l->fd, offset, 0, "the signature of checkpoint %"
                                  PRIu64 " does not verify: the log was modified, or this is "
                                  "not its key", e.seq);
         return -1;
@@ -595,12 +439,12 @@ static int ar_log_check_tail(struct ar_log *l, off_t from, off_t end, uint64_t *
         if (why == NULL && memcmp(e.prev, prev, 32) != 0)
             why = "prev is not the hash of the entry before";
         if (why == NULL) {
-            ar_log_hash(&l->h, e.prev, ln.text, text_len, computed);
+            mk_crypto_chain_hash(&l->h, e.prev, ln.text, text_len, computed);
             if (memcmp(computed, e.hash, 32) != 0)
                 why = "the entry does not match its hash";
         }
         if (why != NULL) {
-            *error = ar_log_error_at(l->path, l->fd, ln.offset, 0, "after the last checkpoint: "
+            *error = mk_lines_error_at(l->path, l->fd, ln.offset, 0, "after the last checkpoint: "
                                      "%s; check the log with verify", why);
             mk_lines_free(&r);
             return -1;
@@ -659,7 +503,7 @@ static int ar_log_check_head(struct ar_log *l, bool have_checkpoint, off_t end, 
         }
         return 0;
     }
-    if (!ar_log_sig_ok(l->keys->verify, h.seq, h.hash, h.sig)) {
+    if (!mk_crypto_chain_verify(l->keys->verify, AR_LOG_SIGNED_TEXT, h.seq, h.hash, h.sig)) {
         *error = mk_xasprintf("%s: the signature does not verify", l->head_path);
         return -1;
     }
@@ -769,7 +613,7 @@ struct ar_log *ar_log_open(const char *path, const struct ar_keys *keys, char **
         *error = mk_xasprintf("%s: the signing key is not loaded", path);
         goto fail;
     }
-    if (ar_hasher_init(&l->h) < 0) {
+    if (mk_crypto_chain_init(&l->h) < 0) {
         *error = mk_xasprintf("%s: cannot set up SHA-256", path);
         goto fail;
     }
@@ -825,8 +669,9 @@ static int ar_log_add(struct ar_log *l, const char *text, size_t len, bool check
     char hex[129];
     size_t need;
 
-    ar_log_hash(&l->h, l->pend_hash, text, len, hash);
-    if (checkpoint && ar_log_sign(l->keys->sign, l->pend_seq + 1, hash, sig) < 0)
+    mk_crypto_chain_hash(&l->h, l->pend_hash, text, len, hash);
+    if (checkpoint
+        && mk_crypto_chain_sign(l->keys->sign, AR_LOG_SIGNED_TEXT, l->pend_seq + 1, hash, sig) < 0)
         return -1;
     need = l->len + len + 2 * (6 + 64) + (checkpoint ? 5 + 128 : 0) + 1;
     if (need > l->cap) {
@@ -953,7 +798,7 @@ void ar_log_close(struct ar_log *l)
         close(l->fd);
     if (l->dirfd >= 0)
         close(l->dirfd);
-    ar_hasher_free(&l->h);
+    mk_crypto_chain_free(&l->h);
     free(l->buf);
     free(l->note);
     free(l->path);
@@ -966,7 +811,7 @@ void ar_log_close(struct ar_log *l)
 int ar_log_read(const char *path, uint64_t after_seq,
                 int (*cb)(void *arg, const struct ar_log_entry *e), void *arg, char **error)
 {
-    struct ar_hasher h = {NULL, NULL};
+    struct mk_crypto_chain h = {NULL, NULL};
     struct mk_lines r;
     struct mk_line ln;
     struct ar_log_entry e;
@@ -983,9 +828,9 @@ int ar_log_read(const char *path, uint64_t after_seq,
             close(fd);
         return -1;
     }
-    if (ar_hasher_init(&h) < 0) {
+    if (mk_crypto_chain_init(&h) < 0) {
         *error = mk_xasprintf("%s: cannot set up SHA-256", path);
-        ar_hasher_free(&h);
+        mk_crypto_chain_free(&h);
         close(fd);
         return -1;
     }
@@ -1010,12 +855,12 @@ int ar_log_read(const char *path, uint64_t after_seq,
         if (why == NULL && chained && memcmp(e.prev, prev, 32) != 0)
             why = "prev is not the hash of the entry before";
         if (why == NULL) {
-            ar_log_hash(&h, e.prev, ln.text, text_len, computed);
+            mk_crypto_chain_hash(&h, e.prev, ln.text, text_len, computed);
             if (memcmp(computed, e.hash, 32) != 0)
                 why = "the entry does not match its hash";
         }
         if (why != NULL) {
-            *error = ar_log_error_at(path, fd, ln.offset, ln.number, "%s; check the log with "
+            *error = mk_lines_error_at(path, fd, ln.offset, ln.number, "%s; check the log with "
                                      "verify", why);
             rc = -1;
             break;
@@ -1027,7 +872,7 @@ int ar_log_read(const char *path, uint64_t after_seq,
             break;
     }
     mk_lines_free(&r);
-    ar_hasher_free(&h);
+    mk_crypto_chain_free(&h);
     close(fd);
     return rc;
 }
@@ -1051,7 +896,7 @@ struct ar_verify {
     int (*entry)(void *arg, const struct ar_log_entry *e);
     void *arg;
     struct mk_lines r;
-    struct ar_hasher h;
+    struct mk_crypto_chain h;
     bool eof;
     struct ar_vitem q[AR_LOG_WINDOW];   /* the lines read ahead: a ring */
     size_t qstart, qlen;
@@ -1131,7 +976,7 @@ static int ar_verify_fill(struct ar_verify *v, char **error)
         if (it->why != NULL && !ln.torn)
             it->status = AR_V_MALFORMED;
         if (it->status == AR_V_OK)
-            ar_log_hash(&v->h, it->e.prev, ln.text, text_len, it->computed);
+            mk_crypto_chain_hash(&v->h, it->e.prev, ln.text, text_len, it->computed);
         v->qlen++;
     }
     return 0;
@@ -1160,7 +1005,7 @@ static void ar_verify_checkpoint(struct ar_verify *v, const struct ar_vitem *it)
 {
     const struct ar_log_entry *e = &it->e;
 
-    if (!ar_log_sig_ok(v->key, e->seq, e->hash, e->sig))
+    if (!mk_crypto_chain_verify(v->key, AR_LOG_SIGNED_TEXT, e->seq, e->hash, e->sig))
         ar_verify_report(v, AR_LOG_BAD_SIGNATURE, e->seq, it->line, "the signature of "
                          "checkpoint %" PRIu64 " does not verify: the entries before it were "
                          "changed and re-hashed, or the signature was altered", e->seq);
@@ -1261,7 +1106,7 @@ static void ar_verify_head(struct ar_verify *v)
                              "log cannot be checked", v->path);
         return;
     }
-    if (!ar_log_sig_ok(v->key, v->head.seq, v->head.hash, v->head.sig))
+    if (!mk_crypto_chain_verify(v->key, AR_LOG_SIGNED_TEXT, v->head.seq, v->head.hash, v->head.sig))
         ar_verify_report(v, AR_LOG_BAD_SIGNATURE, v->head.seq, 0, "the signature in %s.head "
                          "does not verify", v->path);
     else if (!v->head_found)
@@ -1326,7 +1171,7 @@ int ar_log_verify(const char *dir_or_path, EVP_PKEY *verify,
         *error = mk_xasprintf("%s: no public key to verify with", path);
         goto out;
     }
-    if (ar_hasher_init(&v->h) < 0) {
+    if (mk_crypto_chain_init(&v->h) < 0) {
         *error = mk_xasprintf("%s: cannot set up SHA-256", path);
         goto out;
     }
@@ -1352,7 +1197,7 @@ int ar_log_verify(const char *dir_or_path, EVP_PKEY *verify,
 out:
     if (fd >= 0)
         close(fd);
-    ar_hasher_free(&v->h);
+    mk_crypto_chain_free(&v->h);
     free(head_path);
     free(path);
     free(v);

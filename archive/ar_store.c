@@ -28,6 +28,7 @@
 
 #include "ar_store.h"
 #include "mk_crypto.h"
+#include "mk_lines.h"
 #include "mk_util.h"
 
 /* The object image */
@@ -230,25 +231,6 @@ static int ar_fsync_dir(const char *path, char **error)
     return 0;
 }
 
-/* Read up to len bytes at off; returns how many (fewer only at the end of the file), or -1. */
-static ssize_t ar_pread_all(int fd, void *buf, size_t len, uint64_t off)
-{
-    size_t done = 0;
-
-    while (done < len) {
-        ssize_t n = pread(fd, (char *) buf + done, len - done, (off_t) (off + done));
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        if (n == 0)
-            break;
-        done += (size_t) n;
-    }
-    return (ssize_t) done;
-}
-
 static int ar_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 {
     size_t done = 0;
@@ -381,7 +363,7 @@ enum ar_scan {
 static enum ar_scan ar_scan_next(int fd, uint64_t size, uint64_t off, struct ar_rec *r)
 {
     unsigned char head[AR_REC_LEN];
-    ssize_t n = ar_pread_all(fd, head, AR_REC_LEN, off);
+    ssize_t n = mk_pread_full(fd, head, AR_REC_LEN, (off_t) off);
 
     if (n < 0)
         return AR_SCAN_ERROR;
@@ -406,7 +388,7 @@ static int64_t ar_resync(int fd, uint64_t size, uint64_t from)
     int64_t found = -1;
 
     for (uint64_t pos = from; found == -1 && pos + AR_REC_LEN <= size; pos += AR_RESYNC_CHUNK) {
-        ssize_t n = ar_pread_all(fd, buf, AR_RESYNC_CHUNK + AR_REC_LEN, pos);
+        ssize_t n = mk_pread_full(fd, buf, AR_RESYNC_CHUNK + AR_REC_LEN, (off_t) pos);
         const unsigned char *p = buf, *end;
 
         if (n < 0) {
@@ -1391,7 +1373,7 @@ static enum ar_check ar_store_load(struct ar_store *s, const unsigned char hash[
     }
     if ((fd = ar_pack_fd(s, w->pack, NULL, error)) < 0)
         return errno == ENOENT ? AR_MISSING : AR_IOERR;
-    if ((n = ar_pread_all(fd, head, AR_REC_LEN, w->offset)) < 0)
+    if ((n = mk_pread_full(fd, head, AR_REC_LEN, (off_t) w->offset)) < 0)
         goto ioerr;
     if ((size_t) n < AR_REC_LEN) {
         *error = mk_xasprintf("%s: not an object file (the pack ends before the record: "
@@ -1419,7 +1401,7 @@ static enum ar_check ar_store_load(struct ar_store *s, const unsigned char hash[
         return AR_CORRUPT;
     }
     ar_reserve(&s->work, &s->work_cap, (size_t) w->length);
-    if ((n = ar_pread_all(fd, s->work, (size_t) w->length, w->offset + AR_REC_LEN)) < 0)
+    if ((n = mk_pread_full(fd, s->work, (size_t) w->length, (off_t) (w->offset + AR_REC_LEN))) < 0)
         goto ioerr;
     if ((uint64_t) n < w->length) {
         *error = mk_xasprintf("%s: not an object file (the pack ends inside the record: "
@@ -1528,7 +1510,7 @@ static bool ar_store_removed(struct ar_store *s, const struct ar_where *w)
     int fd = ar_pack_fd(s, w->pack, NULL, &error);
 
     free(error);
-    return fd >= 0 && ar_pread_all(fd, head, AR_REC_LEN, w->offset) == AR_REC_LEN
+    return fd >= 0 && mk_pread_full(fd, head, AR_REC_LEN, (off_t) w->offset) == AR_REC_LEN
         && ar_rec_parse(head, &r) && r.state == AR_REC_REMOVED;
 }
 
@@ -1681,7 +1663,7 @@ int ar_store_remove(struct ar_store *s, const unsigned char hash[32], char **err
             return -1;
         free(*error);                   /* its pack is gone: so are its bytes */
         *error = NULL;
-    } else if ((n = ar_pread_all(fd, head, AR_REC_LEN, w.offset)) < 0) {
+    } else if ((n = mk_pread_full(fd, head, AR_REC_LEN, (off_t) w.offset)) < 0) {
         *error = mk_xasprintf("%s: read error: %s", where, strerror(errno));
         return -1;
     } else if (n == AR_REC_LEN && ar_rec_parse(head, &r) && r.state == AR_REC_REMOVED) {

@@ -157,60 +157,6 @@ const char *au_log_problem_name(enum au_log_problem_kind kind)
 
 /* ----------------------------------------------------------- parsing */
 
-struct au_cur {
-    const char *p, *end;
-};
-
-static bool au_cur_lit(struct au_cur *c, const char *lit, size_t n)
-{
-    if ((size_t) (c->end - c->p) < n || memcmp(c->p, lit, n) != 0)
-        return false;
-    c->p += n;
-    return true;
-}
-
-#define AU_LIT(c, s) au_cur_lit((c), (s), sizeof(s) - 1)
-
-/* A decimal number without sign or leading zero. */
-static bool au_cur_u64(struct au_cur *c, uint64_t *v)
-{
-    const char *p = c->p;
-    uint64_t x = 0;
-
-    if (p == c->end || *p < '0' || *p > '9'
-        || (*p == '0' && p + 1 < c->end && p[1] >= '0' && p[1] <= '9'))
-        return false;
-    for (; p < c->end && *p >= '0' && *p <= '9'; p++) {
-        unsigned d = (unsigned) (*p - '0');
-
-        if (x > (UINT64_MAX - d) / 10)
-            return false;
-        x = x * 10 + d;
-    }
-    c->p = p;
-    *v = x;
-    return true;
-}
-
-static bool au_cur_i64(struct au_cur *c, int64_t *v)
-{
-    bool neg = AU_LIT(c, "-");
-    uint64_t x;
-
-    if (!au_cur_u64(c, &x) || x > (uint64_t) INT64_MAX)
-        return false;
-    *v = neg ? -(int64_t) x : (int64_t) x;
-    return true;
-}
-
-static bool au_cur_hex(struct au_cur *c, unsigned char *out, size_t n)
-{
-    if ((size_t) (c->end - c->p) < 2 * n || mk_crypto_unhex(c->p, n, out) < 0)
-        return false;
-    c->p += 2 * n;
-    return true;
-}
-
 /* The last occurrence of needle in [from, to), or NULL. */
 static const char *au_memrmem(const char *from, const char *to, const char *needle, size_t n)
 {
@@ -224,7 +170,7 @@ static const char *au_memrmem(const char *from, const char *to, const char *need
 
 const char *au_log_parse(const char *line, size_t len, struct au_log_record *r)
 {
-    struct au_cur c = {line, line + len};
+    struct mk_lines_cur c = {line, line + len};
     const char *pos, *suffix, *peer;
 
     memset(r, 0, sizeof(*r));
@@ -232,13 +178,13 @@ const char *au_log_parse(const char *line, size_t len, struct au_log_record *r)
     r->len = len;
     if (len > AU_LOG_MAX_LINE)
         return "line too long";
-    if (!AU_LIT(&c, "{\"seq\":") || !au_cur_u64(&c, &r->seq) || r->seq == 0)
+    if (!MK_LINES_LIT(&c, "{\"seq\":") || !mk_lines_u64(&c, &r->seq) || r->seq == 0)
         return "no valid seq at the start";
-    if (!AU_LIT(&c, ",\"time\":\"") || c.end - c.p < AU_LOG_TIME_LEN + 1
+    if (!MK_LINES_LIT(&c, ",\"time\":\"") || c.end - c.p < AU_LOG_TIME_LEN + 1
         || au_log_parse_time(c.p, AU_LOG_TIME_LEN, &r->time) < 0)
         return "no valid time after seq";
     c.p += AU_LOG_TIME_LEN;
-    if (!AU_LIT(&c, "\""))
+    if (!MK_LINES_LIT(&c, "\""))
         return "no valid time after seq";
     pos = c.p;
     if ((size_t) (c.end - pos) == sizeof(AU_CP_OP) - 1 + AU_CP_SUFFIX_LEN
@@ -246,10 +192,10 @@ const char *au_log_parse(const char *line, size_t len, struct au_log_record *r)
         r->checkpoint = true;
         c.p += sizeof(AU_CP_OP) - 1;
         r->hashed = (size_t) (c.p - line);
-        if (!AU_LIT(&c, ",\"prev\":\"") || !au_cur_hex(&c, r->prev, 32)
-            || !AU_LIT(&c, "\",\"hash\":\"") || !au_cur_hex(&c, r->hash, 32)
-            || !AU_LIT(&c, "\",\"sig\":\"") || !au_cur_hex(&c, r->sig, 64)
-            || !AU_LIT(&c, "\"}") || c.p != c.end)
+        if (!MK_LINES_LIT(&c, ",\"prev\":\"") || !mk_lines_hex(&c, r->prev, 32)
+            || !MK_LINES_LIT(&c, "\",\"hash\":\"") || !mk_lines_hex(&c, r->hash, 32)
+            || !MK_LINES_LIT(&c, "\",\"sig\":\"") || !mk_lines_hex(&c, r->sig, 64)
+            || !MK_LINES_LIT(&c, "\"}") || c.p != c.end)
             return "malformed checkpoint";
         return NULL;
     }
@@ -257,8 +203,9 @@ const char *au_log_parse(const char *line, size_t len, struct au_log_record *r)
         return "too short for a record";
     suffix = c.end - AU_REC_SUFFIX_LEN;
     c.p = suffix;
-    if (!AU_LIT(&c, ",\"prev\":\"") || !au_cur_hex(&c, r->prev, 32)
-        || !AU_LIT(&c, "\",\"hash\":\"") || !au_cur_hex(&c, r->hash, 32) || !AU_LIT(&c, "\"}"))
+    if (!MK_LINES_LIT(&c, ",\"prev\":\"") || !mk_lines_hex(&c, r->prev, 32)
+        || !MK_LINES_LIT(&c, "\",\"hash\":\"") || !mk_lines_hex(&c, r->hash, 32)
+        || !MK_LINES_LIT(&c, "\"}"))
         return "no valid prev and hash at the end";
     r->hashed = (size_t) (suffix - line);
     if (*pos != ',')
@@ -267,8 +214,8 @@ const char *au_log_parse(const char *line, size_t len, struct au_log_record *r)
         return "no peer before prev";
     c.p = peer + sizeof(AU_PEER_MARK) - 1;
     c.end = suffix;
-    if (!au_cur_i64(&c, &r->pid) || !AU_LIT(&c, ",\"uid\":") || !au_cur_i64(&c, &r->uid)
-        || !AU_LIT(&c, "}") || c.p != c.end)
+    if (!mk_lines_i64(&c, &r->pid) || !MK_LINES_LIT(&c, ",\"uid\":") || !mk_lines_i64(&c, &r->uid)
+        || !MK_LINES_LIT(&c, "}") || c.p != c.end)
         return "malformed peer";
     r->members = pos + 1;
     r->members_len = (size_t) (peer - (pos + 1));
@@ -278,63 +225,6 @@ const char *au_log_parse(const char *line, size_t len, struct au_log_record *r)
 }
 
 /* ----------------------------------------------------------- hashing */
-
-struct au_hasher {
-    EVP_MD *md;
-    EVP_MD_CTX *ctx;
-};
-
-static int au_hasher_init(struct au_hasher *h)
-{
-    h->md = EVP_MD_fetch(NULL, "SHA256", NULL);
-    h->ctx = EVP_MD_CTX_new();
-    return h->md && h->ctx ? 0 : -1;
-}
-
-static void au_hasher_free(struct au_hasher *h)
-{
-    EVP_MD_free(h->md);
-    EVP_MD_CTX_free(h->ctx);
-    h->md = NULL;
-    h->ctx = NULL;
-}
-
-static void au_hash(struct au_hasher *h, const unsigned char prev[32], const char *text,
-                    size_t len, unsigned char out[32])
-{
-    if (EVP_DigestInit_ex(h->ctx, h->md, NULL) != 1 || EVP_DigestUpdate(h->ctx, prev, 32) != 1
-        || EVP_DigestUpdate(h->ctx, text, len) != 1
-        || EVP_DigestFinal_ex(h->ctx, out, NULL) != 1) {
-        fprintf(stderr, "fatal: SHA-256 failed\n");
-        abort();
-    }
-}
-
-static size_t au_signed_text(uint64_t seq, const unsigned char hash[32], char out[160])
-{
-    char hex[65];
-
-    mk_crypto_hex(hash, 32, hex);
-    return (size_t) snprintf(out, 160, AU_LOG_SIGNED_TEXT " seq=%" PRIu64 " hash=%s", seq, hex);
-}
-
-static int au_sign(EVP_PKEY *key, uint64_t seq, const unsigned char hash[32],
-                   unsigned char sig[64])
-{
-    char text[160];
-    size_t len = au_signed_text(seq, hash, text);
-
-    return mk_crypto_sign(key, text, len, sig);
-}
-
-static bool au_sig_ok(EVP_PKEY *key, uint64_t seq, const unsigned char hash[32],
-                      const unsigned char sig[64])
-{
-    char text[160];
-    size_t len = au_signed_text(seq, hash, text);
-
-    return mk_crypto_verify(key, text, len, sig);
-}
 
 /* -------------------------------------------------- files and the head */
 
@@ -393,7 +283,7 @@ struct au_head {
 static int au_head_read(const char *path, struct au_head *h, char **error)
 {
     struct stat st;
-    struct au_cur c;
+    struct mk_lines_cur c;
     size_t len;
     char *text;
     bool ok;
@@ -404,15 +294,15 @@ static int au_head_read(const char *path, struct au_head *h, char **error)
         return -1;
     c.p = text;
     c.end = text + len;
-    ok = AU_LIT(&c, "seq=") && au_cur_u64(&c, &h->seq) && h->seq > 0 && AU_LIT(&c, " hash=")
-        && au_cur_hex(&c, h->hash, 32) && AU_LIT(&c, " file=")
+    ok = MK_LINES_LIT(&c, "seq=") && mk_lines_u64(&c, &h->seq) && h->seq > 0
+        && MK_LINES_LIT(&c, " hash=") && mk_lines_hex(&c, h->hash, 32) && MK_LINES_LIT(&c, " file=")
         && (size_t) (c.end - c.p) > AU_LOG_NAME_LEN;
     if (ok) {
         memcpy(h->file, c.p, AU_LOG_NAME_LEN);
         h->file[AU_LOG_NAME_LEN] = '\0';
         c.p += AU_LOG_NAME_LEN;
-        ok = au_name_day(h->file) >= 0 && AU_LIT(&c, " sig=") && au_cur_hex(&c, h->sig, 64)
-            && AU_LIT(&c, "\n") && c.p == c.end;
+        ok = au_name_day(h->file) >= 0 && MK_LINES_LIT(&c, " sig=") && mk_lines_hex(&c, h->sig, 64)
+            && MK_LINES_LIT(&c, "\n") && c.p == c.end;
     }
     free(text);
     if (!ok) {
@@ -420,49 +310,6 @@ static int au_head_read(const char *path, struct au_head *h, char **error)
         return -2;
     }
     return 1;
-}
-
-/* The line number of the line that starts at offset; 0 when it cannot be read. */
-static uint64_t au_line_at(int fd, off_t offset)
-{
-    char *buf = mk_xmalloc(AU_SCAN_BLOCK);
-    uint64_t line = 1;
-
-    for (off_t pos = 0; pos < offset; ) {
-        size_t want = (size_t) (offset - pos) < AU_SCAN_BLOCK ? (size_t) (offset - pos)
-                                                              : AU_SCAN_BLOCK;
-        ssize_t n = mk_pread_full(fd, buf, want, pos);
-
-        if (n <= 0) {
-            line = 0;
-            break;
-        }
-        for (char *p = buf; (p = memchr(p, '\n', (size_t) (buf + n - p))) != NULL; p++)
-            line++;
-        pos += n;
-    }
-    free(buf);
-    return line;
-}
-
-/* "PATH:LINE: problem", finding the line number when it is not known (0). */
-static char *au_error_at(const char *path, int fd, off_t offset, uint64_t line,
-                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static char *au_error_at(const char *path, int fd, off_t offset, uint64_t line,
-                         const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    if (line == 0)
-        line = au_line_at(fd, offset);
-    if (line == 0)
-        return mk_xasprintf("%s: byte %lld: %s", path, (long long) offset, msg);
-    return mk_xasprintf("%s:%" PRIu64 ": %s", path, line, msg);
 }
 
 /* ------------------------------------------------------------ writer */
@@ -480,7 +327,7 @@ struct au_log {
     char *dir;
     int dirfd, fd;
     EVP_PKEY *sign, *verify;
-    struct au_hasher h;
+    struct mk_crypto_chain h;
     char cur[AU_LOG_NAME_LEN + 1];      /* the open file; "" before the first */
     int64_t cur_day;
     off_t size;                         /* its durable bytes */
@@ -701,14 +548,16 @@ static int au_log_check_file(struct au_log *l, const char *name, int fd, off_t f
         if (why == NULL && memcmp(rec.prev, ch->hash, 32) != 0)
             why = "prev is not the hash of the record before";
         if (why == NULL) {
-            au_hash(&l->h, rec.prev, ln.text, rec.hashed, computed);
+            mk_crypto_chain_hash(&l->h, rec.prev, ln.text, rec.hashed, computed);
             if (memcmp(computed, rec.hash, 32) != 0)
                 why = "the record does not match its hash";
         }
-        if (why == NULL && rec.checkpoint && !au_sig_ok(l->verify, rec.seq, rec.hash, rec.sig))
+        if (why == NULL && rec.checkpoint
+            && !mk_crypto_chain_verify(l->verify, AU_LOG_SIGNED_TEXT, rec.seq, rec.hash,
+                                       rec.sig))
             why = "the checkpoint's signature does not verify";
         if (why != NULL) {
-            *error = au_error_at(path, fd, ln.offset, ln.number, "%s; check the log with "
+            *error = mk_lines_error_at(path, fd, ln.offset, ln.number, "%s; check the log with "
                                  "mailkeep audit verify", why);
             mk_lines_free(&r);
             free(path);
@@ -748,15 +597,15 @@ static int au_log_load_checkpoint(struct au_log *l, const char *name, int fd, of
     else if (au_log_parse(buf, (size_t) (nl - buf), &r) != NULL || !r.checkpoint)
         why = "malformed checkpoint";
     else {
-        au_hash(&l->h, r.prev, buf, r.hashed, computed);
+        mk_crypto_chain_hash(&l->h, r.prev, buf, r.hashed, computed);
         if (memcmp(computed, r.hash, 32) != 0)
             why = "the checkpoint does not match its hash: the log was modified";
-        else if (!au_sig_ok(l->verify, r.seq, r.hash, r.sig))
+        else if (!mk_crypto_chain_verify(l->verify, AU_LOG_SIGNED_TEXT, r.seq, r.hash, r.sig))
             why = "the checkpoint's signature does not verify: the log was modified, or this "
                   "is not its key";
     }
     if (why != NULL) {
-        *error = au_error_at(path, fd, offset, 0, "%s; check the log with mailkeep audit "
+        *error = mk_lines_error_at(path, fd, offset, 0, "%s; check the log with mailkeep audit "
                              "verify", why);
         free(path);
         return -1;
@@ -785,7 +634,7 @@ static off_t au_log_seek(int fd, off_t size, uint64_t seq)
         off_t mid = lo + (hi - lo) / 2, start;
         ssize_t n = mk_pread_full(fd, buf, bufsize, mid - 1);
         char *nl = n > 0 ? memchr(buf, '\n', (size_t) n) : NULL;
-        struct au_cur c;
+        struct mk_lines_cur c;
         uint64_t s;
 
         if (nl == NULL)
@@ -797,7 +646,7 @@ static off_t au_log_seek(int fd, off_t size, uint64_t seq)
         }
         c.p = nl + 1;
         c.end = buf + n;
-        if (!AU_LIT(&c, "{\"seq\":") || !au_cur_u64(&c, &s))
+        if (!MK_LINES_LIT(&c, "{\"seq\":") || !mk_lines_u64(&c, &s))
             break;
         if (s < seq)
             lo = start;
@@ -857,7 +706,7 @@ static int au_log_check_head(struct au_log *l, const struct au_chain *ch, bool a
         }
         return 0;
     }
-    if (!au_sig_ok(l->verify, h.seq, h.hash, h.sig)) {
+    if (!mk_crypto_chain_verify(l->verify, AU_LOG_SIGNED_TEXT, h.seq, h.hash, h.sig)) {
         *error = mk_xasprintf("%s/%s: the signature does not verify", l->dir, AU_LOG_HEAD_FILE);
         return -1;
     }
@@ -1027,7 +876,7 @@ struct au_log *au_log_open(const char *dir, EVP_PKEY *sign, EVP_PKEY *verify, ch
         *error = mk_xasprintf("%s: the signing key is not loaded", dir);
         goto fail;
     }
-    if (au_hasher_init(&l->h) < 0) {
+    if (mk_crypto_chain_init(&l->h) < 0) {
         *error = mk_xasprintf("%s: cannot set up SHA-256", dir);
         goto fail;
     }
@@ -1134,8 +983,8 @@ static int au_log_add(struct au_log *l, int64_t time, const char *members, size_
         *error = mk_xasprintf("a record of more than %d bytes", AU_LOG_MAX_LINE);
         return -1;
     }
-    au_hash(&l->h, l->pend_hash, l->buf + start, l->len - start, hash);
-    if (checkpoint && au_sign(l->sign, seq, hash, sig) < 0) {
+    mk_crypto_chain_hash(&l->h, l->pend_hash, l->buf + start, l->len - start, hash);
+    if (checkpoint && mk_crypto_chain_sign(l->sign, AU_LOG_SIGNED_TEXT, seq, hash, sig) < 0) {
         l->len = start;
         *error = mk_xasprintf("%s: cannot sign a checkpoint: %s", l->dir,
                               mk_crypto_error(ebuf, sizeof(ebuf)));
@@ -1335,7 +1184,7 @@ void au_log_close(struct au_log *l)
         close(l->fd);
     if (l->dirfd >= 0)
         close(l->dirfd);              /* and the lock with it */
-    au_hasher_free(&l->h);
+    mk_crypto_chain_free(&l->h);
     free(l->buf);
     free(l->segs);
     free(l->note);
@@ -1348,7 +1197,7 @@ void au_log_close(struct au_log *l)
 int au_log_read(const char *dir, int64_t since, int64_t until,
                 int (*cb)(void *arg, const struct au_log_record *r), void *arg, char **error)
 {
-    struct au_hasher h = {NULL, NULL};
+    struct mk_crypto_chain h = {NULL, NULL};
     struct au_files f;
     unsigned char prev[32];
     uint64_t last = 0;
@@ -1360,9 +1209,9 @@ int au_log_read(const char *dir, int64_t since, int64_t until,
     *error = NULL;
     if (au_files_list(dir, &f, error) < 0)
         return -1;
-    if (au_hasher_init(&h) < 0) {
+    if (mk_crypto_chain_init(&h) < 0) {
         *error = mk_xasprintf("%s: cannot set up SHA-256", dir);
-        au_hasher_free(&h);
+        mk_crypto_chain_free(&h);
         free(f.names);
         return -1;
     }
@@ -1410,7 +1259,7 @@ int au_log_read(const char *dir, int64_t since, int64_t until,
             if (why == NULL && chained && memcmp(rec.prev, prev, 32) != 0)
                 why = "prev is not the hash of the record before";
             if (why == NULL) {
-                au_hash(&h, rec.prev, ln.text, rec.hashed, computed);
+                mk_crypto_chain_hash(&h, rec.prev, ln.text, rec.hashed, computed);
                 if (memcmp(computed, rec.hash, 32) != 0)
                     why = "the record does not match its hash";
             }
@@ -1433,7 +1282,7 @@ int au_log_read(const char *dir, int64_t since, int64_t until,
         close(fd);
         free(path);
     }
-    au_hasher_free(&h);
+    mk_crypto_chain_free(&h);
     free(f.names);
     return rc;
 }
@@ -1463,7 +1312,7 @@ struct au_verify {
     int fd;
     bool reading, eof;
     struct mk_lines r;
-    struct au_hasher h;
+    struct mk_crypto_chain h;
     struct au_vitem q[AU_WINDOW];       /* the lines read ahead: a ring */
     size_t qstart, qlen;
     int problems;
@@ -1566,7 +1415,7 @@ static int au_verify_fill(struct au_verify *v, char **error)
             memcpy(it->prev, rec.prev, 32);
             memcpy(it->hash, rec.hash, 32);
             memcpy(it->sig, rec.sig, 64);
-            au_hash(&v->h, rec.prev, ln.text, rec.hashed, it->computed);
+            mk_crypto_chain_hash(&v->h, rec.prev, ln.text, rec.hashed, it->computed);
         }
         v->qlen++;
     }
@@ -1594,7 +1443,7 @@ static bool au_verify_was_missing(const struct au_verify *v, uint64_t seq)
 
 static void au_verify_checkpoint(struct au_verify *v, const struct au_vitem *it)
 {
-    if (!au_sig_ok(v->key, it->seq, it->hash, it->sig))
+    if (!mk_crypto_chain_verify(v->key, AU_LOG_SIGNED_TEXT, it->seq, it->hash, it->sig))
         au_verify_report(v, AU_LOG_BAD_SIGNATURE, v->paths[it->file], it->line, it->seq,
                          "the signature of checkpoint %" PRIu64 " does not verify: the records "
                          "before it were changed and re-hashed, or the signature was altered",
@@ -1703,7 +1552,7 @@ static void au_verify_head(struct au_verify *v)
                              "the end of the log cannot be checked");
         return;
     }
-    if (!au_sig_ok(v->key, v->head.seq, v->head.hash, v->head.sig))
+    if (!mk_crypto_chain_verify(v->key, AU_LOG_SIGNED_TEXT, v->head.seq, v->head.hash, v->head.sig))
         au_verify_report(v, AU_LOG_BAD_SIGNATURE, v->head_path, 0, v->head.seq, "the head's "
                          "signature does not verify");
     else if (!v->head_found)
@@ -1753,7 +1602,7 @@ int au_log_verify(const char *dir, EVP_PKEY *verify,
         *error = mk_xasprintf("%s: no public key to verify with", dir);
         goto out;
     }
-    if (au_hasher_init(&v->h) < 0) {
+    if (mk_crypto_chain_init(&v->h) < 0) {
         *error = mk_xasprintf("%s: cannot set up SHA-256", dir);
         goto out;
     }
@@ -1804,7 +1653,7 @@ out:
     free(v->paths);
     free(v->f.names);
     free(v->head_path);
-    au_hasher_free(&v->h);
+    mk_crypto_chain_free(&v->h);
     free(v);
     return rc;
 }

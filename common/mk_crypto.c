@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,4 +311,62 @@ bool mk_crypto_verify(EVP_PKEY *key, const void *msg, size_t len, const unsigned
     EVP_MD_CTX_free(ctx);
     ERR_clear_error();
     return ok;
+}
+
+/* Hash chains with signed checkpoints */
+
+int mk_crypto_chain_init(struct mk_crypto_chain *h)
+{
+    h->md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    h->ctx = EVP_MD_CTX_new();
+    return h->md && h->ctx ? 0 : -1;
+}
+
+void mk_crypto_chain_free(struct mk_crypto_chain *h)
+{
+    EVP_MD_free(h->md);
+    EVP_MD_CTX_free(h->ctx);
+    h->md = NULL;
+    h->ctx = NULL;
+}
+
+void mk_crypto_chain_hash(struct mk_crypto_chain *h, const unsigned char prev[32],
+                          const char *text, size_t len, unsigned char out[32])
+{
+    if (EVP_DigestInit_ex(h->ctx, h->md, NULL) != 1 || EVP_DigestUpdate(h->ctx, prev, 32) != 1
+        || EVP_DigestUpdate(h->ctx, text, len) != 1
+        || EVP_DigestFinal_ex(h->ctx, out, NULL) != 1) {
+        fprintf(stderr, "fatal: SHA-256 failed\n");
+        abort();
+    }
+}
+
+/* What a checkpoint's signature covers: "WHAT seq=N hash=HEX". */
+static size_t mk_crypto_chain_text(const char *what, uint64_t seq, const unsigned char hash[32],
+                                   char out[256])
+{
+    char hex[65];
+    int n;
+
+    mk_crypto_hex(hash, 32, hex);
+    n = snprintf(out, 256, "%s seq=%" PRIu64 " hash=%s", what, seq, hex);
+    return n < 0 ? 0 : (size_t) n >= 256 ? 255 : (size_t) n;
+}
+
+int mk_crypto_chain_sign(EVP_PKEY *key, const char *what, uint64_t seq,
+                         const unsigned char hash[32], unsigned char sig[64])
+{
+    char text[256];
+    size_t len = mk_crypto_chain_text(what, seq, hash, text);
+
+    return mk_crypto_sign(key, text, len, sig);
+}
+
+bool mk_crypto_chain_verify(EVP_PKEY *key, const char *what, uint64_t seq,
+                            const unsigned char hash[32], const unsigned char sig[64])
+{
+    char text[256];
+    size_t len = mk_crypto_chain_text(what, seq, hash, text);
+
+    return mk_crypto_verify(key, text, len, sig);
 }

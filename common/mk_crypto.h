@@ -26,6 +26,17 @@
  *	bool	mk_crypto_verify(EVP_PKEY *key, const void *msg, size_t len,
  *				 const unsigned char sig[64]);
  *	const char *mk_crypto_error(char *buf, size_t size);
+ *
+ *	int	mk_crypto_chain_init(struct mk_crypto_chain *h);
+ *	void	mk_crypto_chain_free(struct mk_crypto_chain *h);
+ *	void	mk_crypto_chain_hash(struct mk_crypto_chain *h,
+ *				     const unsigned char prev[32], const char *text,
+ *				     size_t len, unsigned char out[32]);
+ *	int	mk_crypto_chain_sign(EVP_PKEY *key, const char *what, uint64_t seq,
+ *				     const unsigned char hash[32], unsigned char sig[64]);
+ *	bool	mk_crypto_chain_verify(EVP_PKEY *key, const char *what, uint64_t seq,
+ *				       const unsigned char hash[32],
+ *				       const unsigned char sig[64]);
  * DESCRIPTION
  *	What the archive and the audit log share to hash, sign and keep
  *	their keys.
@@ -61,6 +72,16 @@
  *	mk_crypto_error() writes the newest OpenSSL error into buf and
  *	clears the queue.
  *
+ *	The hash chains of the archive's log and of the audit log: an
+ *	entry's hash is SHA-256(prev || text), prev the hash of the entry
+ *	before. mk_crypto_chain_init() sets up a reusable SHA-256 context
+ *	(0, or -1 when OpenSSL cannot), mk_crypto_chain_free() drops it,
+ *	mk_crypto_chain_hash() computes one link (it aborts if OpenSSL
+ *	fails mid-way). A checkpoint signs the text "WHAT seq=N hash=HEX",
+ *	WHAT naming the log and its version, so that a signature cannot be
+ *	moved from one kind of log to the other: mk_crypto_chain_sign() and
+ *	mk_crypto_chain_verify() sign and check it.
+ *
  *	On failure the functions that take error return -1 or NULL with an
  *	allocated "PATH: problem" in *error.
  */
@@ -69,6 +90,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <openssl/evp.h>
@@ -92,5 +114,19 @@ int mk_crypto_keypair_load(const char *dir, const char *key_file, const char *pu
 int mk_crypto_sign(EVP_PKEY *key, const void *msg, size_t len, unsigned char sig[64]);
 bool mk_crypto_verify(EVP_PKEY *key, const void *msg, size_t len, const unsigned char sig[64]);
 const char *mk_crypto_error(char *buf, size_t size);
+
+struct mk_crypto_chain {
+    EVP_MD *md;
+    EVP_MD_CTX *ctx;
+};
+
+int mk_crypto_chain_init(struct mk_crypto_chain *h);
+void mk_crypto_chain_free(struct mk_crypto_chain *h);
+void mk_crypto_chain_hash(struct mk_crypto_chain *h, const unsigned char prev[32],
+                          const char *text, size_t len, unsigned char out[32]);
+int mk_crypto_chain_sign(EVP_PKEY *key, const char *what, uint64_t seq,
+                         const unsigned char hash[32], unsigned char sig[64]);
+bool mk_crypto_chain_verify(EVP_PKEY *key, const char *what, uint64_t seq,
+                            const unsigned char hash[32], const unsigned char sig[64]);
 
 #endif

@@ -1,4 +1,4 @@
-/* Unit tests for mk_util and mk_hash. */
+/* Unit tests for mk_util, mk_hash and mk_lines. */
 #include "config.h"
 
 #include <errno.h>
@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "mk_hash.h"
+#include "mk_lines.h"
 #include "mk_message.h"
 #include "mk_notify.h"
 #include "mk_run.h"
@@ -313,8 +314,63 @@ static void test_write_and_sync(void)
     test_end();
 }
 
+static void test_line_cursor(void)
+{
+    const char text[] = "seq=42 t=-7 h=00ff10 x=007 y=18446744073709551616 z=ABCD";
+    struct mk_lines_cur c = {text, text + sizeof(text) - 1};
+    unsigned char h[3];
+    uint64_t u = 0;
+    int64_t i = 0;
+    const char *at;
+
+    test_begin("mk_lines cursor: literals, numbers and hex, strictly");
+    test_assert(MK_LINES_LIT(&c, "seq=") && mk_lines_u64(&c, &u) && u == 42);
+    test_assert(MK_LINES_LIT(&c, " t=") && mk_lines_i64(&c, &i) && i == -7);
+    test_assert(MK_LINES_LIT(&c, " h=") && mk_lines_hex(&c, h, 3));
+    test_assert(h[0] == 0x00 && h[1] == 0xff && h[2] == 0x10);
+    at = c.p;
+    test_assert(!MK_LINES_LIT(&c, " y=") && c.p == at);
+    test_assert(MK_LINES_LIT(&c, " x=") && !mk_lines_u64(&c, &u));     /* leading zero */
+    c.p += 3;
+    test_assert(MK_LINES_LIT(&c, " y=") && !mk_lines_u64(&c, &u));     /* 2^64 */
+    c.p += 20;
+    at = c.p;
+    test_assert(MK_LINES_LIT(&c, " z=") && !mk_lines_hex(&c, h, 2));   /* upper case */
+    c.p = at + 3;
+    test_assert(!mk_lines_hex(&c, h, 3));                               /* too short */
+    c = (struct mk_lines_cur) {"-", text};
+    c.end = c.p + 1;
+    test_assert(!mk_lines_i64(&c, &i) && *c.p == '-');
+    test_end();
+}
+
+static void test_line_numbers(void)
+{
+    const char *path = test_tmpfile("one\ntwo\nthree\n");
+    int fd = open(path, O_RDONLY);
+    char *msg;
+
+    test_begin("mk_lines: the line at an offset, and errors that name it");
+    test_assert_int(mk_lines_number_at(fd, 0), 1);
+    test_assert_int(mk_lines_number_at(fd, 4), 2);
+    test_assert_int(mk_lines_number_at(fd, 8), 3);
+    msg = mk_lines_error_at("f.log", fd, 8, 0, "bad %s", "hash");
+    test_assert_str(msg, "f.log:3: bad hash");
+    free(msg);
+    msg = mk_lines_error_at("f.log", fd, 8, 17, "x");
+    test_assert_str(msg, "f.log:17: x");
+    free(msg);
+    close(fd);
+    msg = mk_lines_error_at("f.log", -1, 8, 0, "gone");
+    test_assert_str(msg, "f.log: byte 8: gone");
+    free(msg);
+    test_end();
+}
+
 int main(void)
 {
+    test_line_cursor();
+    test_line_numbers();
     test_write_and_sync();
     test_notify();
     test_message();
