@@ -870,6 +870,20 @@ plugin {{
         except OSError:
             return ''
 
+    def wait_log(self, pattern, timeout=10):
+        """Wait until regex pattern occurs in Dovecot's log (its log
+        process writes a little after the event); returns the match."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.log())
+            if m:
+                return m
+            if time.monotonic() >= deadline:
+                raise TimeoutError('%r not in %s:\n%s' % (pattern, self.log_path,
+                                                          _tail(self.log_path)))
+            time.sleep(0.1)
+
 
 # --------------------------------------------------------------------------
 # smtp-sink
