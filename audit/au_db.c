@@ -23,7 +23,7 @@ static const char au_db_schema[] =
     "CREATE TABLE IF NOT EXISTS body_reads(user TEXT NOT NULL, mailbox_guid TEXT NOT NULL,"
     " uid INTEGER NOT NULL, message_id TEXT, first INTEGER NOT NULL,"
     " last INTEGER NOT NULL, count INTEGER NOT NULL,"
-    " PRIMARY KEY(user, mailbox_guid, uid));"
+    " PRIMARY KEY(user, mailbox_guid, uid)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS body_reads_message_id ON body_reads(message_id);"
     "CREATE TABLE IF NOT EXISTS accounts(user TEXT NOT NULL PRIMARY KEY,"
     " seen INTEGER NOT NULL);";

@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,6 +283,212 @@ static bool au_proto_compact(const unsigned char *p, size_t n)
             return false;               /* -0 is written 0 */
     }
     return !in_string;
+}
+
+/*
+ * The fast path: a strict, allocation-free check of an A line that the
+ * full path (jansson, then the record rules) would accept, and whose
+ * object is already compact. It says yes only to what it fully
+ * understands: no white space, no \u escape, no nested object, arrays
+ * of scalars only, integers of at most 18 digits and not -0, at most
+ * AU_FAST_KEYS keys, each unique. Anything else, valid or not, is left
+ * to the full path, which also words the errors.
+ */
+#define AU_FAST_KEYS	64
+
+struct au_fast {
+    const unsigned char *p, *end;
+};
+
+/* One UTF-8 character as jansson accepts it: no overlong form, no
+   surrogate, nothing above U+10FFFF. */
+static bool au_fast_utf8(struct au_fast *f)
+{
+    const unsigned char *p = f->p;
+    unsigned char c = *p;
+    size_t n, i;
+    uint32_t v;
+
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2, v = c & 0x1fu;
+    else if (c >= 0xe0 && c <= 0xef)
+        n = 3, v = c & 0x0fu;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 4, v = c & 0x07u;
+    else
+        return false;
+    if ((size_t) (f->end - p) < n)
+        return false;
+    for (i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return false;
+        v = v << 6 | (p[i] & 0x3fu);
+    }
+    if ((n == 3 && v < 0x800) || (n == 4 && v < 0x10000) || v > 0x10ffff
+        || (v >= 0xd800 && v <= 0xdfff))
+        return false;
+    f->p += n;
+    return true;
+}
+
+/* A string; *text and *len are its raw contents. */
+static bool au_fast_string(struct au_fast *f, const char **text, size_t *len, bool *escaped)
+{
+    const unsigned char *start;
+
+    if (f->p == f->end || *f->p != '"')
+        return false;
+    start = ++f->p;
+    *escaped = false;
+    while (f->p < f->end && *f->p != '"') {
+        unsigned char c = *f->p;
+
+        if (c == '\\') {
+            if (f->end - f->p < 2 || strchr("\"\\bfnrt", f->p[1]) == NULL || f->p[1] == '\0')
+                return false;           /* \u and \/ (written otherwise), or no escape */
+            *escaped = true;
+            f->p += 2;
+        } else if (c < 0x20)
+            return false;
+        else if (c < 0x80)
+            f->p++;
+        else if (!au_fast_utf8(f))
+            return false;
+    }
+    if (f->p == f->end)
+        return false;
+    *text = (const char *) start;
+    *len = (size_t) (f->p - start);
+    f->p++;
+    return true;
+}
+
+static bool au_fast_lit(struct au_fast *f, const char *lit, size_t n)
+{
+    if ((size_t) (f->end - f->p) < n || memcmp(f->p, lit, n) != 0)
+        return false;
+    f->p += n;
+    return true;
+}
+
+/* A value: a string, an integer, true, false, or (when arrays is set)
+   an array of those. */
+static bool au_fast_value(struct au_fast *f, bool arrays)
+{
+    const char *text;
+    size_t len, digits = 0;
+    bool escaped;
+
+    if (f->p == f->end)
+        return false;
+    switch (*f->p) {
+    case '"':
+        return au_fast_string(f, &text, &len, &escaped);
+    case 't':
+        return au_fast_lit(f, "true", 4);
+    case 'f':
+        return au_fast_lit(f, "false", 5);
+    case '[':
+        if (!arrays)
+            return false;
+        f->p++;
+        if (f->p < f->end && *f->p == ']') {
+            f->p++;
+            return true;
+        }
+        for (;;) {
+            if (!au_fast_value(f, false) || f->p == f->end)
+                return false;
+            if (*f->p == ']') {
+                f->p++;
+                return true;
+            }
+            if (*f->p++ != ',')
+                return false;
+        }
+    default:
+        if (*f->p == '-')
+            f->p++;
+        if (f->p == f->end || *f->p < '0' || *f->p > '9')
+            return false;
+        if (*f->p == '0') {             /* 0 alone: not -0, no leading zero */
+            if (f->p[-1] == '-' || (f->p + 1 < f->end && f->p[1] >= '0' && f->p[1] <= '9'))
+                return false;
+        }
+        while (f->p < f->end && *f->p >= '0' && *f->p <= '9' && digits <= 18)
+            f->p++, digits++;
+        if (digits > 18)
+            return false;               /* may not fit: the full path decides */
+        return f->p == f->end || *f->p == ',' || *f->p == '}' || *f->p == ']';
+    }
+}
+
+bool au_proto_audit_fast(const char *line, size_t len)
+{
+    struct au_fast f = {(const unsigned char *) line + 2, (const unsigned char *) line + len};
+    struct {
+        const char *text;
+        size_t len;
+    } keys[AU_FAST_KEYS];
+    size_t nkeys = 0;
+    const char *op = NULL;
+    size_t op_len = 0;
+    bool user = false;
+
+    if (len < 4 || len >= AU_PROTO_MAX_LINE || line[0] != 'A' || line[1] != ' '
+        || line[2] != '{' || line[len - 1] != '}')
+        return false;
+    f.p++;
+    f.end--;
+    if (f.p == f.end)
+        return false;                   /* {}: no op */
+    for (;;) {
+        const char *key, *vtext;
+        size_t klen, vlen;
+        bool escaped, vescaped;
+        const unsigned char *value;
+
+        if (!au_fast_string(&f, &key, &klen, &escaped) || escaped || nkeys == AU_FAST_KEYS
+            || f.p == f.end || *f.p++ != ':')
+            return false;
+        for (size_t i = 0; i < nkeys; i++)
+            if (keys[i].len == klen && memcmp(keys[i].text, key, klen) == 0)
+                return false;           /* a duplicate: the full path refuses it */
+        keys[nkeys].text = key;
+        keys[nkeys++].len = klen;
+        for (size_t i = 0; i < MK_ARRAY_LEN(au_proto_reserved); i++)
+            if (strlen(au_proto_reserved[i]) == klen
+                && memcmp(au_proto_reserved[i], key, klen) == 0)
+                return false;
+        value = f.p;
+        if (!au_fast_value(&f, true))
+            return false;
+        if (klen == 2 && memcmp(key, "op", 2) == 0) {
+            f.p = value;
+            if (!au_fast_string(&f, &vtext, &vlen, &vescaped) || vescaped)
+                return false;
+            op = vtext;
+            op_len = vlen;
+        } else if (klen == 4 && memcmp(key, "user", 4) == 0) {
+            if (*value != '"')
+                return false;
+            user = true;
+        }
+        if (f.p == f.end)
+            break;
+        if (*f.p++ != ',')
+            return false;
+    }
+    if (op == NULL || !user || op_len == 0 || op_len > AU_PROTO_MAX_OP)
+        return false;
+    for (size_t i = 0; i < op_len; i++)
+        if (!((op[i] >= 'a' && op[i] <= 'z') || op[i] == '-'))
+            return false;
+    /* the operations the usage database takes, and the daemon's own */
+#define AU_FAST_IS(s) (op_len == sizeof(s) - 1 && memcmp(op, s, op_len) == 0)
+    return !(AU_FAST_IS("read") || AU_FAST_IS("copy") || AU_FAST_IS("move")
+             || AU_FAST_IS("checkpoint"));
+#undef AU_FAST_IS
 }
 
 int au_proto_parse(const char *line, size_t len, struct au_proto_line *out, char **error)

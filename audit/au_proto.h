@@ -9,6 +9,7 @@
  *	int	au_proto_parse(const char *line, size_t len, struct au_proto_line *out,
  *			       char **error);
  *	void	au_proto_line_free(struct au_proto_line *l);
+ *	bool	au_proto_audit_fast(const char *line, size_t len);
  *	char	*au_proto_members(const json_t *obj, size_t *len);
  *	int	au_proto_check_audit(const json_t *obj, char **error);
  *	bool	au_proto_op_valid(const char *op);
@@ -46,6 +47,14 @@
  *	  [A-Za-z0-9_-].
  *	- any other first letter, or no space after it.
  *	au_proto_line_free() drops out->obj.
+ *
+ *	au_proto_audit_fast() tells, without allocating, that an A line is
+ *	one au_proto_parse() accepts, already compact (its members, between
+ *	the braces, are what the log keeps), and not one the usage database
+ *	takes (read, copy, move): such a line needs no parsing. It says no
+ *	to whatever it does not fully check (white space, \u escapes,
+ *	nested objects, long numbers, many keys): the full path decides
+ *	those.
  *
  *	For an A line whose object is already written the way
  *	au_proto_members() would write it (compact, integers, the short
@@ -96,6 +105,7 @@ struct au_proto_line {
 
 int au_proto_parse(const char *line, size_t len, struct au_proto_line *out, char **error);
 void au_proto_line_free(struct au_proto_line *l);
+bool au_proto_audit_fast(const char *line, size_t len);
 char *au_proto_members(const json_t *obj, size_t *len);
 int au_proto_check_audit(const json_t *obj, char **error);
 bool au_proto_op_valid(const char *op);

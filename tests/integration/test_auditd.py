@@ -527,3 +527,37 @@ def test_search_shows_what_was_recorded(auditd):
     assert 'note="two words"' in out[2]
     r = auditd.mailkeep('search', '-s', 'yesterday', check=False)
     assert r.returncode == 64 and 'not YYYY-MM-DD' in r.stderr
+
+
+def test_records_no_one_waits_for_are_written_within_the_commit_window(auditd):
+    """Without any S, records still reach the disk (after [audit]
+    commit_delay), and a record is kept byte for byte as a plugin sends it
+    (the fast path) or written compactly (the full path)."""
+    auditd.configure('checkpoint_interval = 1s\ncommit_delay = 200\n')
+    auditd.start()
+    c = auditd.client()
+    fast = ('A {"op":"flags","user":"wei@example.org","mailbox":"收件匣 \\"Q4\\"",'
+            '"uid":7,"flags":["\\\\Seen"],"keywords":[],"peek":false}')
+    full = 'A { "op" : "select", "user":"wei@example.org", "mailbox":"caf\\u00e9" }'
+    read = record(op='read', user='wei@example.org', mailbox_guid='ab12', uid=7,
+                  message_id='<m@x>')
+    c.send(fast, full, read)
+    deadline = time.time() + 30
+    while len(auditd.records()) < 3:
+        assert time.time() < deadline, auditd.log()
+        time.sleep(0.05)
+    lines = [text for _, text in auditd.lines() if '"op":"checkpoint"' not in text]
+    assert fast[3:-1] in lines[0]
+    assert '"op":"select","user":"wei@example.org","mailbox":"café"' in lines[1]
+    assert auditd.records()[2]['op'] == 'read'
+    # the read reached the usage database too, without a sync
+    deadline = time.time() + 30
+    while True:
+        out = auditd.mailkeep('reads', '-u', 'wei@example.org').stdout
+        if '<m@x>' in out:
+            break
+        assert time.time() < deadline, out
+        time.sleep(0.05)
+    c.close()
+    assert auditd.stop() == 0
+    auditd.check_chain()

@@ -430,9 +430,75 @@ static void test_client(void)
     json_decref(u);
 }
 
+static bool fast(const char *line)
+{
+    return au_proto_audit_fast(line, strlen(line));
+}
+
+static void test_fast_path(void)
+{
+    static const char *const taken[] = {
+        "A {\"op\":\"flags\",\"user\":\"bob@example.org\",\"session\":\"a/B+c\",\"uid\":42,"
+        "\"flags\":[\"\\\\Seen\",\"$Label1\"],\"keywords\":[],\"mailbox\":\"\xe6\x94\xb6\xe4\xbb"
+        "\xb6\xe5\x8c\xa3 \\\"Q4\\\"\",\"size\":-1,\"peek\":false,\"n\":0,\"t\":true}",
+        "A {\"user\":\"\",\"op\":\"logout\",\"note\":\"tab\\there\",\"e\":\"\xf0\x9f\x93\xa7\"}",
+        "A {\"op\":\"expunge\",\"user\":\"u\",\"big\":999999999999999999}",
+    };
+    static const char *const left[] = {
+        "A {\"op\":\"read\",\"user\":\"u\",\"uid\":1}",             /* the database takes it */
+        "A {\"op\":\"copy\",\"user\":\"u\"}",
+        "A {\"op\":\"move\",\"user\":\"u\"}",
+        "A {\"op\":\"checkpoint\",\"user\":\"u\"}",                 /* the daemon's own */
+        "A {\"op\": \"flags\",\"user\":\"u\"}",                     /* white space */
+        "A {\"op\":\"flags\",\"user\":\"caf\\u00e9\"}",             /* \u */
+        "A {\"op\":\"flags\",\"user\":\"a\\/b\"}",                  /* \/ is written / */
+        "A {\"op\":\"flags\",\"user\":\"u\",\"x\":{\"a\":1}}",      /* nested object */
+        "A {\"op\":\"flags\",\"user\":\"u\",\"x\":[[1]]}",
+        "A {\"op\":\"flags\",\"user\":\"u\",\"x\":null}",
+        "A {\"op\":\"flags\",\"user\":\"u\",\"x\":1.5}",
+        "A {\"op\":\"flags\",\"user\":\"u\",\"x\":1e3}",
+        "A {\"op\":\"flags\",\"user\":\"u\",\"x\":-0}",
+        "A {\"op\":\"flags\",\"user\":\"u\",\"x\":01}",
+        "A {\"op\":\"flags\",\"user\":\"u\",\"x\":1234567890123456789}",
+        "A {\"op\":\"flags\",\"user\":\"u\",\"op\":\"x\"}",         /* duplicate */
+        "A {\"op\":\"flags\",\"user\":\"u\",\"seq\":1}",            /* reserved */
+        "A {\"op\":\"flags\"}",                                     /* no user */
+        "A {\"op\":\"flags\",\"user\":7}",
+        "A {\"op\":\"Flags\",\"user\":\"u\"}",
+        "A {\"op\":7,\"user\":\"u\"}",
+        "A {\"op\":\"flags\",\"user\":\"\xc0\xaf\"}",               /* overlong */
+        "A {\"op\":\"flags\",\"user\":\"\xed\xa0\x80\"}",           /* surrogate */
+        "A {\"op\":\"flags\",\"user\":\"\xf4\x90\x80\x80\"}",       /* above U+10FFFF */
+        "A {\"op\":\"flags\",\"user\":\"a\x01\"}",
+        "A {\"op\":\"flags\",\"user\":\"u\",}",
+        "A {\"op\":\"flags\",\"user\":\"u\"",
+        "A {\"op\":\"flags\",\"user\":\"u}",
+        "A {}",
+        "U {\"op\":\"flags\",\"user\":\"u\"}",
+    };
+    struct au_proto_line l;
+    char *why = NULL;
+
+    test_begin("A: the fast path takes only what the full path takes, as sent");
+    for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
+        test_assert(fast(taken[i]));
+        test_assert_int(parse(taken[i], &l, &why), 0);
+        test_assert(l.members != NULL && l.members_len == strlen(taken[i]) - 4);
+        au_proto_line_free(&l);
+    }
+    for (size_t i = 0; i < sizeof(left) / sizeof(left[0]); i++) {
+        if (fast(left[i]))
+            printf("    taken: %s\n", left[i]);
+        test_assert(!fast(left[i]));
+    }
+    free(why);
+    test_end();
+}
+
 int main(void)
 {
     test_audit();
+    test_fast_path();
     test_usage();
     test_sync_and_framing();
     test_client();
