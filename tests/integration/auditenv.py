@@ -3,11 +3,13 @@ mailkeep_audit and mailkeep_usage loaded, and mailkeep-auditd keeping the
 audit log and the usage database (tests/harness/mkaudit.py). The helpers
 use Dovecot as users and administrators do: IMAP, POP3, LMTP delivery,
 doveadm."""
+import contextlib
 import email.header
 import email.utils
 import imaplib
 import os
 import poplib
+import shutil
 import smtplib
 import time
 
@@ -200,3 +202,18 @@ class AuditStack:
             row = dict(zip(header, line.split('\t')))
             result[row['mailbox']] = (row['guid'], int(row['messages']), int(row['vsize']))
         return result
+
+
+@contextlib.contextmanager
+def running_stack(prefix):
+    """An AuditStack in a new work directory, started; stopped and removed
+    after (kept with MK_KEEP=1)."""
+    workdir = mkstack.make_workdir(prefix)
+    s = AuditStack(workdir)
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+        if os.environ.get('MK_KEEP') != '1':
+            shutil.rmtree(workdir, ignore_errors=True)

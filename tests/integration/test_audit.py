@@ -5,14 +5,13 @@ points at the record edited by hand."""
 import base64
 import json
 import os
-import shutil
 import smtplib
 import threading
 
 import pytest
 
 import mkstack
-from auditenv import AuditStack, message
+from auditenv import message, running_stack
 
 ALICE = 'alice@example.com'
 BOB = 'bob@example.com'
@@ -21,15 +20,8 @@ CAROL = 'carol@example.com'
 
 @pytest.fixture(scope='module')
 def st():
-    workdir = mkstack.make_workdir('mk-audit-')
-    s = AuditStack(workdir)
-    try:
-        s.start()
+    with running_stack('mk-audit-') as s:
         yield s
-    finally:
-        s.stop()
-        if os.environ.get('MK_KEEP') != '1':
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 CHINESE_BOX = '專案 \\ "Q4"'
@@ -274,11 +266,8 @@ def test_a_session_that_cannot_be_audited_is_refused(st):
     st.imap(ALICE).logout()
 
 
-def test_verify_finds_the_record_edited_by_hand(tmp_path):
-    workdir = mkstack.make_workdir('mk-audit-tamper-')
-    s = AuditStack(workdir)
-    try:
-        s.start()
+def test_verify_finds_the_record_edited_by_hand():
+    with running_stack('mk-audit-tamper-') as s:
         for user in (ALICE, BOB):
             c = s.imap(user)
             c.select('INBOX')
@@ -316,7 +305,3 @@ def test_verify_finds_the_record_edited_by_hand(tmp_path):
         open(path, 'wb').write(original)
         r = s.audit.mailkeep('audit', 'verify')
         assert r.returncode == 0, r.stdout
-    finally:
-        s.stop()
-        if os.environ.get('MK_KEEP') != '1':
-            shutil.rmtree(workdir, ignore_errors=True)

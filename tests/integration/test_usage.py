@@ -5,12 +5,10 @@ inactivity, size and domain; `mailkeep usage purge` removes what it is
 told to, dry run first, and audits it."""
 import json
 import os
-import shutil
 
 import pytest
 
-import mkstack
-from auditenv import AuditStack, message
+from auditenv import message, running_stack
 
 ALICE = 'alice@example.com'
 BOB = 'bob@example.com'
@@ -21,15 +19,8 @@ JUN = 'jun@example.org'
 
 @pytest.fixture(scope='module')
 def st():
-    workdir = mkstack.make_workdir('mk-usage-')
-    s = AuditStack(workdir)
-    try:
-        s.start()
+    with running_stack('mk-usage-') as s:
         yield s
-    finally:
-        s.stop()
-        if os.environ.get('MK_KEEP') != '1':
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def assert_usage_matches(st, user):
