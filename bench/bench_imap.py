@@ -23,8 +23,10 @@ workloads (default all three):
     bulk     the same commands, each on 20 messages: the plugins' worst
              case, every command making 20 or more audit records
 
-The two instances are measured in turn, twice, and the better run of each
-is kept. Prints rounds/s and IMAP commands/s for each, the ratio, the
+MK_BENCH_IMAP_PLUGINS replaces the plugins of the second instance (for
+example "notify mailkeep_usage"), to measure one at a time. The two
+instances are measured in turn, twice, and the better run of each is
+kept. Prints rounds/s and IMAP commands/s for each, the ratio, the
 audit records per round, and the daemon's resident memory."""
 import os
 import random
