@@ -494,6 +494,12 @@ def test_privileges_are_dropped_with_u(env):
                        name='block-nobody')
     d.start()
     try:
+        # the socket listens before the privileges go: wait for the line
+        # the milter logs after dropping them
+        deadline = time.monotonic() + 30
+        while 'listening on' not in d.stderr():
+            assert time.monotonic() < deadline, d.stderr()
+            time.sleep(0.05)
         status = open('/proc/%d/status' % d.pid).read()
         uids = [line.split()[1:] for line in status.splitlines() if line.startswith('Uid:')][0]
         nobody = str(pwd.getpwnam('nobody').pw_uid)
