@@ -365,7 +365,7 @@ static int ar_log_last_checkpoint(struct ar_log *l, off_t end, off_t *found, cha
             break;
         if (stop + 1 == n) {
             *error = mk_lines_error_at(l->path, l->fd, lo, 0, "line longer than %d bytes",
-                                     AR_LOG_MAX_LINE);
+                                       AR_LOG_MAX_LINE);
             free(buf);
             return -1;
         }
@@ -392,19 +392,19 @@ static int ar_log_load_checkpoint(struct ar_log *l, off_t offset, off_t *after, 
     if ((why = ar_log_parse(buf, (size_t) (nl - buf), &e, &text_len)) != NULL
         || e.kind != AR_LOG_CHECKPOINT) {
         *error = mk_lines_error_at(l->path, l->fd, offset, 0, "malformed checkpoint: %s",
-                                 why ? why : "not a checkpoint");
+                                   why ? why : "not a checkpoint");
         return -1;
     }
     mk_crypto_chain_hash(&l->h, e.prev, buf, text_len, computed);
     if (memcmp(computed, e.hash, 32) != 0) {
         *error = mk_lines_error_at(l->path, l->fd, offset, 0, "checkpoint %" PRIu64 " does not "
-                                 "match its hash: the log was modified", e.seq);
+                                   "match its hash: the log was modified", e.seq);
         return -1;
     }
     if (!mk_crypto_chain_verify(l->keys->verify, AR_LOG_SIGNED_TEXT, e.seq, e.hash, e.sig)) {
         *error = mk_lines_error_at(l->path, l->fd, offset, 0, "the signature of checkpoint %"
-                                 PRIu64 " does not verify: the log was modified, or this is "
-                                 "not its key", e.seq);
+                                   PRIu64 " does not verify: the log was modified, or this is "
+                                   "not its key", e.seq);
         return -1;
     }
     l->seq = e.seq;
@@ -445,7 +445,7 @@ static int ar_log_check_tail(struct ar_log *l, off_t from, off_t end, uint64_t *
         }
         if (why != NULL) {
             *error = mk_lines_error_at(l->path, l->fd, ln.offset, 0, "after the last checkpoint: "
-                                     "%s; check the log with verify", why);
+                                       "%s; check the log with verify", why);
             mk_lines_free(&r);
             return -1;
         }
@@ -861,7 +861,7 @@ int ar_log_read(const char *path, uint64_t after_seq,
         }
         if (why != NULL) {
             *error = mk_lines_error_at(path, fd, ln.offset, ln.number, "%s; check the log with "
-                                     "verify", why);
+                                       "verify", why);
             rc = -1;
             break;
         }

@@ -523,6 +523,20 @@ struct au_chain {
     struct au_head cp;
 };
 
+/* The chain stands at a checkpoint: seq, hash and signature, in file name. */
+static void au_chain_at_checkpoint(struct au_chain *ch, const struct au_log_record *cp,
+                                   const char *name)
+{
+    ch->seq = cp->seq;
+    memcpy(ch->hash, cp->hash, 32);
+    ch->tail = 0;
+    ch->have_cp = true;
+    ch->cp.seq = cp->seq;
+    memcpy(ch->cp.hash, cp->hash, 32);
+    memcpy(ch->cp.sig, cp->sig, 64);
+    memcpy(ch->cp.file, name, AU_LOG_NAME_LEN + 1);
+}
+
 /*
  * Check the lines of one file in [from, end) against the chain so far:
  * each well-formed, hashed, following the one before; checkpoints signed.
@@ -558,22 +572,18 @@ static int au_log_check_file(struct au_log *l, const char *name, int fd, off_t f
             why = "the checkpoint's signature does not verify";
         if (why != NULL) {
             *error = mk_lines_error_at(path, fd, ln.offset, ln.number, "%s; check the log with "
-                                 "mailkeep audit verify", why);
+                                       "mailkeep audit verify", why);
             mk_lines_free(&r);
             free(path);
             return -1;
         }
-        ch->seq = rec.seq;
-        memcpy(ch->hash, rec.hash, 32);
-        if (rec.checkpoint) {
-            ch->tail = 0;
-            ch->have_cp = true;
-            ch->cp.seq = rec.seq;
-            memcpy(ch->cp.hash, rec.hash, 32);
-            memcpy(ch->cp.sig, rec.sig, 64);
-            memcpy(ch->cp.file, name, AU_LOG_NAME_LEN + 1);
-        } else
+        if (rec.checkpoint)
+            au_chain_at_checkpoint(ch, &rec, name);
+        else {
+            ch->seq = rec.seq;
+            memcpy(ch->hash, rec.hash, 32);
             ch->tail++;
+        }
     }
     if (rc < 0)
         *error = mk_xasprintf("%s: read error: %s", path, strerror(errno));
@@ -606,19 +616,12 @@ static int au_log_load_checkpoint(struct au_log *l, const char *name, int fd, of
     }
     if (why != NULL) {
         *error = mk_lines_error_at(path, fd, offset, 0, "%s; check the log with mailkeep audit "
-                             "verify", why);
+                                   "verify", why);
         free(path);
         return -1;
     }
     free(path);
-    ch->seq = r.seq;
-    memcpy(ch->hash, r.hash, 32);
-    ch->tail = 0;
-    ch->have_cp = true;
-    ch->cp.seq = r.seq;
-    memcpy(ch->cp.hash, r.hash, 32);
-    memcpy(ch->cp.sig, r.sig, 64);
-    memcpy(ch->cp.file, name, AU_LOG_NAME_LEN + 1);
+    au_chain_at_checkpoint(ch, &r, name);
     *after = offset + (nl - buf) + 1;
     return 0;
 }
