@@ -230,20 +230,6 @@ struct ar_log {
     bool broken;
 };
 
-static void ar_log_note(struct ar_log *l, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void ar_log_note(struct ar_log *l, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    mk_notes_add(&l->note, msg);
-}
-
 char *ar_log_take_note(struct ar_log *l)
 {
     char *note = l->note;
@@ -498,8 +484,9 @@ static int ar_log_check_head(struct ar_log *l, bool have_checkpoint, off_t end, 
     if (rc == 0) {
         if (have_checkpoint) {
             *rewrite = true;
-            ar_log_note(l, "%s: missing; written again from the log's last checkpoint (%"
-                        PRIu64 ")", l->head_path, l->seq);
+            mk_notes_addf(&l->note,
+                          "%s: missing; written again from the log's last checkpoint (%"
+                          PRIu64 ")", l->head_path, l->seq);
         }
         return 0;
     }
@@ -561,9 +548,10 @@ static int ar_log_cut(struct ar_log *l, off_t offset, off_t size, uint64_t entri
         *error = mk_xasprintf("%s: cannot cut off uncommitted entries (into %s): %s", l->path,
                               dpath, strerror(err));
     else
-        ar_log_note(l, "%s: cut off %" PRIu64 " uncommitted entries%s (a crash before a commit "
-                    "ended); kept in %s", l->path, entries, torn ? " and a torn last line" : "",
-                    dpath);
+        mk_notes_addf(&l->note,
+                      "%s: cut off %" PRIu64 " uncommitted entries%s (a crash before a commit "
+                      "ended); kept in %s", l->path, entries, torn ? " and a torn last line" : "",
+                      dpath);
     free(dpath);
     return err ? -1 : 0;
 }
@@ -778,8 +766,9 @@ int ar_log_commit(struct ar_log *l, char **error)
     memcpy(l->hash, l->pend_hash, 32);
     memcpy(l->sig, l->pend_sig, 64);
     if (ar_log_write_head(l, &head_error) < 0) {
-        ar_log_note(l, "%s (the entries are committed; it is written again at the next "
-                    "commit)", head_error);
+        mk_notes_addf(&l->note,
+                      "%s (the entries are committed; it is written again at the next "
+                      "commit)", head_error);
         free(head_error);
     }
     return 0;

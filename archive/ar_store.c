@@ -8,7 +8,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,20 +282,6 @@ static uint64_t ar_get_be64(const unsigned char *p)
     for (int i = 0; i < 8; i++)
         v = v << 8 | p[i];
     return v;
-}
-
-static void ar_store_note(struct ar_store *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void ar_store_note(struct ar_store *s, const char *fmt, ...)
-{
-    char msg[PATH_MAX + 512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    mk_notes_add(&s->note, msg);
 }
 
 char *ar_store_take_note(struct ar_store *s)
@@ -881,7 +866,8 @@ static int ar_recover_pack(struct ar_store *s, uint32_t pack, int fd, uint64_t s
             return -1;
         }
         if (next >= 0) {
-            ar_store_note(s, "%s: %" PRIu64 " bytes at offset %" PRIu64 " are no record "
+            mk_notes_addf(&s->note,
+                          "%s: %" PRIu64 " bytes at offset %" PRIu64 " are no record "
                           "(damage): skipped", path, (uint64_t) next - off, off);
             off = (uint64_t) next;
             continue;
@@ -890,7 +876,8 @@ static int ar_recover_pack(struct ar_store *s, uint32_t pack, int fd, uint64_t s
             *error = mk_xasprintf("%s: cannot cut off its torn tail: %s", path, strerror(errno));
             return -1;
         }
-        ar_store_note(s, "%s: %s of %" PRIu64 " bytes at offset %" PRIu64 " (an append a crash "
+        mk_notes_addf(&s->note,
+                      "%s: %s of %" PRIu64 " bytes at offset %" PRIu64 " (an append a crash "
                       "cut short): truncated", path, k == AR_SCAN_TORN ? "an incomplete record"
                       : "a tail that is no record", size - off, off);
         size = off;
@@ -929,7 +916,8 @@ static int ar_store_recover(struct ar_store *s, char **error)
             goto rollback;
         }
         if ((uint64_t) st.st_size < from) {
-            ar_store_note(s, "%s: %lld bytes, fewer than the %" PRIu64 " indexed: the objects "
+            mk_notes_addf(&s->note,
+                          "%s: %lld bytes, fewer than the %" PRIu64 " indexed: the objects "
                           "past its end are lost (restore the pack from a copy)", path,
                           (long long) st.st_size, from);
             shorter_last = i + 1 == npacks;
@@ -944,10 +932,12 @@ static int ar_store_recover(struct ar_store *s, char **error)
     if (ar_index_exec(s, "COMMIT", error) < 0)
         goto rollback;
     if (npacks > 0 && s->index_new)
-        ar_store_note(s, "%s: index rebuilt from %zu pack(s): %" PRIu64 " object(s)",
+        mk_notes_addf(&s->note,
+                      "%s: index rebuilt from %zu pack(s): %" PRIu64 " object(s)",
                       s->index_path, npacks, rec.found);
     else if (rec.found > 0)
-        ar_store_note(s, "%s: %" PRIu64 " object(s) appended but not indexed (a crash before "
+        mk_notes_addf(&s->note,
+                      "%s: %" PRIu64 " object(s) appended but not indexed (a crash before "
                       "the sync's end) indexed now", s->packs, rec.found);
     if (npacks > 0) {
         s->cur_pack = packs[npacks - 1];

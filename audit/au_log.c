@@ -346,20 +346,6 @@ struct au_log {
     char *note;
 };
 
-static void au_log_note(struct au_log *l, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void au_log_note(struct au_log *l, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    mk_notes_add(&l->note, msg);
-}
-
 char *au_log_take_note(struct au_log *l)
 {
     char *note = l->note;
@@ -704,8 +690,9 @@ static int au_log_check_head(struct au_log *l, const struct au_chain *ch, bool a
     if (rc == 0) {
         if (ch->have_cp) {
             *rewrite = true;
-            au_log_note(l, "%s/%s: missing; written again from the last checkpoint (%" PRIu64
-                        ")", l->dir, AU_LOG_HEAD_FILE, ch->cp.seq);
+            mk_notes_addf(&l->note,
+                          "%s/%s: missing; written again from the last checkpoint (%" PRIu64
+                          ")", l->dir, AU_LOG_HEAD_FILE, ch->cp.seq);
         }
         return 0;
     }
@@ -767,8 +754,9 @@ static int au_log_cut(struct au_log *l, const char *name, int fd, off_t offset, 
         *error = mk_xasprintf("%s/%s: cannot cut off a torn last line (into %s): %s", l->dir,
                               name, dname, strerror(err));
     else
-        au_log_note(l, "%s/%s: cut off a torn last line of %lld bytes (a write cut short); "
-                    "kept in %s", l->dir, name, (long long) (size - offset), dname);
+        mk_notes_addf(&l->note,
+                      "%s/%s: cut off a torn last line of %lld bytes (a write cut short); "
+                      "kept in %s", l->dir, name, (long long) (size - offset), dname);
     free(dname);
     return err ? -1 : 0;
 }
@@ -914,8 +902,9 @@ struct au_log *au_log_open(const char *dir, EVP_PKEY *sign, EVP_PKEY *verify, ch
     if (rewrite && au_log_write_head(l, error) < 0)
         goto fail;
     if (ch.tail > 0)
-        au_log_note(l, "%s: %" PRIu64 " records after the last checkpoint (the daemon stopped "
-                    "without signing them): checked and kept", dir, ch.tail);
+        mk_notes_addf(&l->note,
+                      "%s: %" PRIu64 " records after the last checkpoint (the daemon stopped "
+                      "without signing them): checked and kept", dir, ch.tail);
     free(f.names);
     return l;
 fail:
@@ -1151,8 +1140,9 @@ int au_log_flush(struct au_log *l, char **error)
         if (au_log_write_head(l, &head_error) == 0)
             l->head_stale = false;
         else {
-            au_log_note(l, "%s (the records are safe; it is written again at the next "
-                        "checkpoint)", head_error);
+            mk_notes_addf(&l->note,
+                          "%s (the records are safe; it is written again at the next "
+                          "checkpoint)", head_error);
             free(head_error);
         }
     }

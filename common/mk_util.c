@@ -316,3 +316,16 @@ void mk_notes_add(char **notes, const char *note)
     free(*notes);
     *notes = joined;
 }
+
+void mk_notes_addf(char **notes, const char *fmt, ...)
+{
+    va_list ap;
+    char *note;
+
+    va_start(ap, fmt);
+    if (vasprintf(&note, fmt, ap) < 0)
+        mk_out_of_memory(strlen(fmt));
+    va_end(ap);
+    mk_notes_add(notes, note);
+    free(note);
+}

@@ -26,6 +26,7 @@
  *	int	mk_write_all(int fd, const void *data, size_t len);
  *	int	mk_fsync_dir(const char *path);
  *	void	mk_notes_add(char **notes, const char *note);
+ *	void	mk_notes_addf(char **notes, const char *fmt, ...);
  * DESCRIPTION
  *	The allocation wrappers never return NULL: running out of memory
  *	in a mail filter is not a condition any caller can recover from
@@ -54,7 +55,7 @@
  *
  *	mk_notes_add() appends note to the allocated list *notes (NULL when
  *	empty), "; " between notes: what a library gathers for its caller
- *	to log once.
+ *	to log once. mk_notes_addf() formats the note first.
  */
 #ifndef MK_UTIL_H
 #define MK_UTIL_H
@@ -83,6 +84,7 @@ char *mk_str_next_line(char **cursor);
 int mk_write_all(int fd, const void *data, size_t len);
 int mk_fsync_dir(const char *path);
 void mk_notes_add(char **notes, const char *note);
+void mk_notes_addf(char **notes, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define MK_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
