@@ -559,3 +559,21 @@ int mk_milter_main(const struct mk_milter_app *app, int argc, char **argv)
     mk_config_unref(cfg);
     return rc == MI_SUCCESS ? 0 : EX_SOFTWARE;
 }
+
+struct mk_origin mk_milter_origin(const struct mk_milter_gen *gen,
+                                  const struct mk_milter_client *client, const char *sasl_login)
+{
+    return mk_origin_classify(gen->origin, client->have_ip ? &client->ip : NULL, sasl_login,
+                              client->daemon_name);
+}
+
+const char *mk_milter_direction(struct mk_milter_gen *gen, const struct mk_origin *origin,
+                                const char *recipient)
+{
+    const char *domain = mk_addr_domain(recipient);
+    enum mk_dir_status st = domain ? mk_directory_domain(gen->dir, domain) : MK_DIR_FOUND;
+
+    if (st == MK_DIR_TEMPFAIL)
+        return "unknown";
+    return mk_direction_name(mk_direction_of(origin, st == MK_DIR_FOUND));
+}

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -103,5 +104,28 @@ out:
         free(*output);
         *output = NULL;
     }
+    return rc;
+}
+
+int mk_run_cmd(const char *command, const char *const *args, const char *input,
+               size_t input_len, char **output)
+{
+    size_t n, extra = 0;
+    char **base = mk_str_split(command, " \t", &n);
+    char **argv;
+    int rc;
+
+    while (args[extra] != NULL)
+        extra++;
+    argv = mk_xcalloc(n + extra + 1, sizeof(char *));
+    memcpy(argv, base, n * sizeof(char *));
+    memcpy(argv + n, args, extra * sizeof(char *));
+    rc = n == 0 ? -1 : mk_run(argv, input, input_len, output, NULL);
+    if (rc != 0 && output != NULL) {
+        free(*output);
+        *output = NULL;
+    }
+    free(argv);
+    mk_str_array_free(base);
     return rc;
 }

@@ -8,6 +8,8 @@
  *
  *	int	mk_run(char *const *argv, const char *input, size_t input_len,
  *		       char **output, size_t *output_len);
+ *	int	mk_run_cmd(const char *command, const char *const *args,
+ *			   const char *input, size_t input_len, char **output);
  * DESCRIPTION
  *	mk_run() starts argv[0] (searched in PATH) with argv, never through a
  *	shell, so no argument is ever interpreted. When input is not NULL it
@@ -20,6 +22,12 @@
  *	Input is written before output is read: use it for programs that
  *	read all their input before they write (sendmail -t) or that read
  *	none (postqueue, postcat, postsuper).
+ *
+ *	mk_run_cmd() runs a command line from the configuration (a program
+ *	and its first arguments separated by blanks, such as
+ *	"/usr/bin/doveadm -c /etc/dovecot/other.conf") followed by args (a
+ *	NULL-terminated array), as mk_run() does. *output, when asked for,
+ *	is NULL unless the program exited with 0.
  */
 #ifndef MK_RUN_H
 #define MK_RUN_H
@@ -28,5 +36,7 @@
 
 int mk_run(char *const *argv, const char *input, size_t input_len, char **output,
            size_t *output_len);
+int mk_run_cmd(const char *command, const char *const *args, const char *input,
+               size_t input_len, char **output);
 
 #endif

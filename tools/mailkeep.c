@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,18 @@ struct mk_config *mailkeep_load_config(const char *path)
         free(error);
     }
     return cfg;
+}
+
+const char *mailkeep_admin_name(void)
+{
+    const char *name = getenv("SUDO_USER");
+    struct passwd *pw;
+
+    if (name != NULL && *name != '\0')
+        return name;
+    if ((pw = getpwuid(getuid())) != NULL)
+        return pw->pw_name;
+    return "";
 }
 
 int main(int argc, char **argv)

@@ -11,7 +11,9 @@
  *	clean), 64 usage, 66 input missing, 69 service (Postfix) unavailable,
  *	75 temporary failure, 78 configuration error.
  *	mailkeep_load_config() loads the configuration the way every
- *	subcommand does, printing all its errors.
+ *	subcommand does, printing all its errors. mailkeep_admin_name() is
+ *	the administrator behind the command, for the audit log: the user
+ *	who ran sudo (SUDO_USER), else the login name of the real user.
  */
 #ifndef MAILKEEP_H
 #define MAILKEEP_H
@@ -30,5 +32,6 @@ struct mk_config;
 
 /* Load mailkeep.conf, or print every error and return NULL (exit EX_CONFIG). */
 struct mk_config *mailkeep_load_config(const char *path);
+const char *mailkeep_admin_name(void);
 
 #endif

@@ -538,46 +538,16 @@ static int mka_verify(const struct mka_ctx *x, int argc, char **argv)
 static int mka_to_mailbox(const struct mka_ctx *x, const char *user, const char *mailbox,
                           const char *msg, size_t len)
 {
-    char **cmd = mk_str_split(mk_config_str(x->cfg, "archive", "doveadm"), " \t", NULL);
-    size_t n = 0;
-    char **argv;
-    int rc;
+    const char *args[] = {"save", "-u", user, "-m", mailbox, NULL};
 
-    while (cmd[n])
-        n++;
-    argv = mk_xcalloc(n + 7, sizeof(char *));
-    memcpy(argv, cmd, n * sizeof(char *));
-    argv[n] = "save";
-    argv[n + 1] = "-u";
-    argv[n + 2] = (char *) user;
-    argv[n + 3] = "-m";
-    argv[n + 4] = (char *) mailbox;
-    rc = mk_run(argv, msg, len, NULL, NULL);
-    free(argv);
-    mk_str_array_free(cmd);
-    return rc;
+    return mk_run_cmd(mk_config_str(x->cfg, "archive", "doveadm"), args, msg, len, NULL);
 }
 
 static int mka_make_mailbox(const struct mka_ctx *x, const char *user, const char *mailbox)
 {
-    char **cmd = mk_str_split(mk_config_str(x->cfg, "archive", "doveadm"), " \t", NULL);
-    size_t n = 0;
-    char **argv;
-    int rc;
+    const char *args[] = {"mailbox", "create", "-u", user, mailbox, NULL};
 
-    while (cmd[n])
-        n++;
-    argv = mk_xcalloc(n + 6, sizeof(char *));
-    memcpy(argv, cmd, n * sizeof(char *));
-    argv[n] = "mailbox";
-    argv[n + 1] = "create";
-    argv[n + 2] = "-u";
-    argv[n + 3] = (char *) user;
-    argv[n + 4] = (char *) mailbox;
-    rc = mk_run(argv, NULL, 0, NULL, NULL);
-    free(argv);
-    mk_str_array_free(cmd);
-    return rc;
+    return mk_run_cmd(mk_config_str(x->cfg, "archive", "doveadm"), args, NULL, 0, NULL);
 }
 
 static int mka_export(const struct mka_ctx *x, int argc, char **argv)

@@ -329,50 +329,10 @@ static int mku_report(const struct mk_config *cfg, int argc, char **argv)
     return EX_OK;
 }
 
-/* The doveadm command line from [usage] doveadm, then ARGS. */
-static char **mku_doveadm_argv(const struct mk_config *cfg, const char *const *args)
-{
-    size_t n, k = 0;
-    char **base = mk_str_split(mk_config_str(cfg, "usage", "doveadm"), " \t", &n);
-    size_t extra = 0;
-    char **argv;
-
-    while (args[extra] != NULL)
-        extra++;
-    argv = mk_xcalloc(n + extra + 1, sizeof(char *));
-    for (size_t i = 0; i < n; i++)
-        argv[k++] = base[i];
-    for (size_t i = 0; i < extra; i++)
-        argv[k++] = mk_xstrdup(args[i]);
-    free(base);
-    return argv;
-}
-
 /* Run doveadm ARGS, collect its standard output. */
 static int mku_doveadm(const struct mk_config *cfg, const char *const *args, char **out)
 {
-    char **argv = mku_doveadm_argv(cfg, args);
-    int rc = mk_run(argv, NULL, 0, out, NULL);
-
-    mk_str_array_free(argv);
-    if (rc != 0 && rc >= 0)
-        free(*out);
-    if (rc != 0)
-        *out = NULL;
-    return rc;
-}
-
-/* The administrator behind this command, for the audit log. */
-static const char *mku_admin(void)
-{
-    const char *name = getenv("SUDO_USER");
-    struct passwd *pw;
-
-    if (name != NULL && *name != '\0')
-        return name;
-    if ((pw = getpwuid(getuid())) != NULL)
-        return pw->pw_name;
-    return "";
+    return mk_run_cmd(mk_config_str(cfg, "usage", "doveadm"), args, NULL, 0, out);
 }
 
 /*
@@ -752,7 +712,7 @@ static int mku_purge(const struct mk_config *cfg, int argc, char **argv)
 
     /* What doveadm does (its searches, a dry run's too, and its expunges)
        is recorded by the plugin under this name. */
-    setenv("MAILKEEP_ADMIN", mku_admin(), 1);
+    setenv("MAILKEEP_ADMIN", mailkeep_admin_name(), 1);
     if (!dry_run
         && (c = au_client_open(mk_config_str(cfg, "audit", "socket"), &error)) == NULL) {
         mku_err("%s: nothing purged, since the purge could not be audited", error);
@@ -788,7 +748,7 @@ static int mku_purge(const struct mk_config *cfg, int argc, char **argv)
             continue;
         }
         rec = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I}", "op", "purge", "user", user,
-                        "admin", mku_admin(), "via", "mailkeep usage purge",
+                        "admin", mailkeep_admin_name(), "via", "mailkeep usage purge",
                         "criteria", criteria, "messages", (json_int_t) messages,
                         "mailboxes", (json_int_t) boxes);
         if (au_client_send(c, 'A', rec, &error) != 0 || au_client_sync(c, &error) != 0) {

@@ -230,18 +230,11 @@ static sfsistat jr_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 /* Each recipient's direction; "unknown" where the directory cannot say. */
 static void jr_directions(struct jr_conn *c)
 {
-    const struct mk_ip *ip = c->client.have_ip ? &c->client.ip : NULL;
-    struct mk_origin origin = mk_origin_classify(c->gen->origin, ip, c->env.login,
-                                                 c->client.daemon_name);
+    struct mk_origin origin = mk_milter_origin(c->gen, &c->client, c->env.login);
 
     for (size_t i = 0; i < c->env.nrcpts; i++) {
-        const char *domain = mk_addr_domain(c->env.rcpts[i]);
-        enum mk_dir_status st = domain ? mk_directory_domain(c->gen->dir, domain) : MK_DIR_FOUND;
-
         free(c->env.directions[i]);
-        c->env.directions[i] = mk_xstrdup(st == MK_DIR_TEMPFAIL ? "unknown"
-                                          : mk_direction_name(mk_direction_of(&origin,
-                                                                             st == MK_DIR_FOUND)));
+        c->env.directions[i] = mk_xstrdup(mk_milter_direction(c->gen, &origin, c->env.rcpts[i]));
     }
 }
 
