@@ -170,6 +170,20 @@ const struct mk_config_key mk_config_schema[] = {
     /* [usage]: mailkeep usage (the usage database is [audit] db) */
     S("usage", "doveadm", "/usr/bin/doveadm"),
 
+    /* [recall]: mailkeep-recall and mailkeep recall */
+    MILTER_KEYS("recall", "10028"),
+    P("recall", "db", MK_LOCALSTATEDIR "/lib/mailkeep/recall.sqlite"),
+    D("recall", "keep", "90d", 3600, 0),
+    S("recall", "message_id_domain", ""),
+    D("recall", "undo_send", "0", 0, 86400),
+    L("recall", "undo_send_groups", ""),
+    D("recall", "undo_send_max", "1h", 0, 86400),
+    B("recall", "notice", "no"),
+    S("recall", "notice_from", "postmaster"),
+    S("recall", "doveadm", "/usr/bin/doveadm"),
+    P("recall", "postfix_config", "/etc/postfix"),
+    P("recall", "auth_socket", "/run/dovecot/auth-client"),
+
     /* [quarantine]: the hold queue that DLP and antivirus share */
     P("quarantine", "postfix_config", "/etc/postfix"),
 };

@@ -38,6 +38,9 @@ static const struct {
     {"audit", mailkeep_audit, "init | verify | search | reads: the audit log (mailkeep-auditd)"},
     {"usage", mailkeep_usage, "report | scan | purge: accounts by last login and mailbox space"},
 #endif
+#ifdef HAVE_RECALL
+    {"recall", mailkeep_recall, "MESSAGE-ID | list | release: recall sent mail, undo-send"},
+#endif
 };
 
 static void mailkeep_help(FILE *fp)
