@@ -17,7 +17,8 @@ bool mk_queue_id_valid(const char *id)
 {
     size_t len = strlen(id);
 
-    if (len == 0 || len > 64)
+    /* "ALL" means every message to postsuper -d and -H */
+    if (len == 0 || len > 64 || strcmp(id, "ALL") == 0)
         return false;
     for (const char *p = id; *p; p++)
         if (!((*p >= '0' && *p <= '9') || (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')))

@@ -25,7 +25,8 @@
  *	postsuper does.
  *
  *	mk_queue_id_valid() tells whether id can be a queue ID (1 to 64
- *	characters of [0-9A-Za-z]); nothing else is passed to postsuper.
+ *	characters of [0-9A-Za-z], and not "ALL", which postsuper takes
+ *	for every message); nothing else is passed to postsuper.
  *
  *	mk_queue_parse() reads postqueue -j output (one JSON object per
  *	line) into an array of messages; a line that is not such an object,

@@ -260,6 +260,10 @@ int rc_db_add(struct rc_db *db, struct rc_message *m, char **error)
     struct rc_db_pending me = {.m = m};
 
     *error = NULL;
+    if (db->add_message == NULL) {
+        *error = mk_xasprintf("%s: opened read-only", db->path);
+        return -1;
+    }
     pthread_mutex_lock(&db->lock);
     *db->pending_tail = &me;
     db->pending_tail = &me.next;

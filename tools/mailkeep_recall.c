@@ -665,7 +665,7 @@ static int mkrc_recall_one(const struct mkrc_ctx *x, struct au_client *ac,
                            const struct mk_queue_msg *queued, json_t *report)
 {
     const char *pfdir = mk_config_str(x->cfg, "recall", "postfix_config");
-    bool removed = false, was_held = false;
+    bool removed = false, was_held = false, queue_failed = false;
     char *error = NULL, when[32], *subject = mkrc_decoded(m->subject);
     int rc = EX_OK;
     json_t *rcpts = json_array();
@@ -689,6 +689,7 @@ static int mkrc_recall_one(const struct mkrc_ctx *x, struct au_client *ac,
                 free(error);
                 error = NULL;
                 rc = EX_TEMPFAIL;
+                queue_failed = true;
             }
             removed = d > 0;
             if (removed && was_held)
@@ -702,7 +703,11 @@ static int mkrc_recall_one(const struct mkrc_ctx *x, struct au_client *ac,
         struct mkrc_outcome o = {0};
         int local;
 
-        if (removed && mkrc_in_queue(queued, addr)) {
+        if (queue_failed && mkrc_in_queue(queued, addr)) {
+            o.status = "error";
+            o.detail = mk_xasprintf("not recalled: still in the queue (%s), which postsuper "
+                                    "could not change", queued->queue);
+        } else if (removed && mkrc_in_queue(queued, addr)) {
             o.status = x->dry_run ? "would-recall" : "recalled";
             o.detail = mk_xasprintf("%s from the queue%s", x->dry_run ? "would be removed"
                                     : "recalled: removed", was_held

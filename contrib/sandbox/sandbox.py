@@ -30,7 +30,7 @@ PIDFILE = os.path.join(STATE, 'supervisor.pid')
 INFO = os.path.join(STATE, 'sandbox.json')
 PORTS = {'smtp': 2525, 'imap': 1143, 'pop3': 1110, 'lmtp': 2424, 'dovecot_auth': 2426,
          'ldap': 3389, 'sink': 2526, 'block': 10025, 'dlp': 10026, 'av': 10027,
-         'journal': 10029}
+         'recall': 10028, 'journal': 10029}
 
 EICAR = b'X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
 
@@ -188,6 +188,34 @@ doveadm = /usr/bin/doveadm -c {dovecot_config}
     return conf
 
 
+def recall_setup(slapd, audit, dovecot, postfix_config):
+    """mailkeep-recall's configuration, which `mailkeep recall` reads too:
+    the mailkeep_audit plugin's read marks ([audit]) tell it what reached
+    a client; the sales group (alice, bob, carol) has a 60 s undo-send
+    window for mail leaving the organisation."""
+    d = os.path.join(STATE, 'recall')
+    os.makedirs(d, exist_ok=True)
+    conf = os.path.join(d, 'mailkeep.conf')
+    with open(conf, 'w') as f:
+        f.write(base_config('mailkeep-recall and mailkeep recall: see mailkeep-recall(8), '
+                            'mailkeep.conf(5)', slapd) + f"""
+[audit]
+socket = {audit.socket}
+db = {audit.db}
+
+[recall]
+socket = inet:{PORTS['recall']}@127.0.0.1
+db = {d}/recall.sqlite
+undo_send_groups = sales:60s
+notice = yes
+notice_from = postmaster@example.com
+doveadm = /usr/bin/doveadm -c {dovecot.conf_path}
+postfix_config = {postfix_config}
+auth_socket = {dovecot.base_dir}/auth-client
+""")
+    return conf
+
+
 def serve():
     """The supervisor: start everything, write the info file, wait for SIGTERM."""
     stop = []
@@ -270,6 +298,27 @@ def serve():
             av_sock = 'inet:127.0.0.1:%d' % PORTS['av']
             milters = milters.replace(block_sock, block_sock + ', ' + av_sock)
             st.postfix.set_params(smtpd_milters=milters)
+        recall = None
+        rc_binary = os.path.join(BUILDDIR, 'milters', 'recall', 'mailkeep-recall')
+        if os.path.exists(rc_binary) and audit is not None:
+            rconf = recall_setup(st.slapd, audit, st.dovecot, st.postfix.config_dir)
+            rdir = os.path.join(STATE, 'recall')
+            recall = mkstack.Daemon([rc_binary, '-f', '-c', rconf], port=PORTS['recall'],
+                                    workdir=rdir, name='mailkeep-recall')
+            recall.start()
+            daemons.append(recall)
+            # undo-send's releaser, as its systemd service would run it
+            release = mkstack.Daemon([os.path.join(BUILDDIR, 'tools', 'mailkeep'), '-c', rconf,
+                                      'recall', 'release', '-w'], workdir=rdir,
+                                     name='mailkeep-recall-release')
+            release.start()
+            daemons.append(release)
+            # after the content checks, before the journal (which then keeps
+            # the Message-ID recall may add)
+            rsock = 'inet:127.0.0.1:%d' % PORTS['recall']
+            milters += ', ' + rsock
+            non_smtpd.append(rsock)
+            st.postfix.set_params(smtpd_milters=milters, non_smtpd_milters=', '.join(non_smtpd))
         journal = None
         jr_binary = os.path.join(BUILDDIR, 'milters', 'journal', 'mailkeep-journal')
         mailkeep = os.path.join(BUILDDIR, 'tools', 'mailkeep')
@@ -316,6 +365,8 @@ def serve():
             'journal_log': journal.stderr_path if journal else None,
             'audit_config': audit.config if audit else None,
             'audit_log_dir': audit.log_dir if audit else None,
+            'recall_config': rconf if recall else None,
+            'recall_log': recall.stderr_path if recall else None,
         }
         with open(INFO + '.tmp', 'w') as f:
             json.dump(info, f, indent=1)
@@ -411,6 +462,23 @@ def audit_help(i):
 """
 
 
+def recall_help(i):
+    if not i.get('recall_config'):
+        return ''
+    c = i['recall_config']
+    return f"""  # message recall (mailkeep-recall inet:{i['ports']['recall']}@127.0.0.1): alice sends to
+  # erin and to the outside; sales mail to the outside waits 60 s (undo-send)
+  swaks -s 127.0.0.1:{i['smtp_port']} -a PLAIN -au alice@example.com -ap mailkeep \\
+      -f alice@example.com -t erin@example.com,partner@external.example \\
+      --header 'Message-ID: <oops1@example.com>'
+  build/tools/mailkeep -c {c} recall list -a alice@example.com
+  # within the minute: gone from erin's INBOX (a notice stands in its place) and
+  # from the queue; after it: "external, already sent"
+  build/tools/mailkeep -c {c} recall -a alice@example.com '<oops1@example.com>'
+  build/tools/mailkeep -c {i['audit_config']} audit search -o recall
+"""
+
+
 def show():
     i = json.load(open(INFO))
     p = i['ports']
@@ -440,7 +508,7 @@ Try it:
   swaks -s 127.0.0.1:{i['smtp_port']} --xclient-addr 203.0.113.5 -f deals@promo.example -t bob@example.com
   curl -s -u bob@example.com:mailkeep 'imap://127.0.0.1:{p['imap']}/Junk;UID=1'
 
-{dlp_help(i)}{av_help(i)}{archive_help(i)}{audit_help(i)}
+{dlp_help(i)}{av_help(i)}{archive_help(i)}{audit_help(i)}{recall_help(i)}
   Edit a list (it reloads within seconds): {i['block_lists']}/bad-senders
   Reload the configuration: kill -USR1 {i['block_pid']}   ({i['block_config']})
   Logs: {i['block_log']}

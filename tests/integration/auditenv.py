@@ -205,11 +205,11 @@ class AuditStack:
 
 
 @contextlib.contextmanager
-def running_stack(prefix):
-    """An AuditStack in a new work directory, started; stopped and removed
-    after (kept with MK_KEEP=1)."""
+def running_stack(prefix, cls=None, **kw):
+    """An AuditStack (or cls, built with workdir and kw) in a new work
+    directory, started; stopped and removed after (kept with MK_KEEP=1)."""
     workdir = mkstack.make_workdir(prefix)
-    s = AuditStack(workdir)
+    s = (cls or AuditStack)(workdir, **kw)
     try:
         s.start()
         yield s

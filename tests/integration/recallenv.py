@@ -2,15 +2,14 @@
 plugins, mailkeep-auditd, mailkeep-recall in Postfix, an smtp-sink for
 the outside world, and `mailkeep recall release -w` releasing undo-send
 holds. Mail is sent as users send it: SMTP AUTH to Postfix."""
-import contextlib
 import email.utils
 import json
 import os
-import shutil
 import subprocess
 import time
 
 import mkstack
+import auditenv
 from auditenv import AuditStack
 from milterenv import BUILDDIR, MAILKEEP, Milter, write
 
@@ -167,14 +166,6 @@ class RecallStack(AuditStack):
         return result
 
 
-@contextlib.contextmanager
 def running_stack(prefix, extra=''):
-    workdir = mkstack.make_workdir(prefix)
-    s = RecallStack(workdir, extra)
-    try:
-        s.start()
-        yield s
-    finally:
-        s.stop()
-        if os.environ.get('MK_KEEP') != '1':
-            shutil.rmtree(workdir, ignore_errors=True)
+    """A RecallStack, started; stopped and removed after."""
+    return auditenv.running_stack(prefix, RecallStack, extra=extra)
