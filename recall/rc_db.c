@@ -140,6 +140,12 @@ struct rc_db *rc_db_open(const char *path, bool writer, char **error)
         }
         return db;
     }
+    if (sqlite3_db_readonly(db->db, "main") == 1) {
+        /* SQLite falls back to reading when it may not write */
+        *error = mk_xasprintf("%s: cannot be written by this user (uid %ld): who owns it?",
+                              path, (long) geteuid());
+        goto fail;
+    }
     if (rc_db_exec(db, "PRAGMA journal_mode=WAL", "cannot switch to WAL", error) < 0
         || rc_db_exec(db, "PRAGMA synchronous=FULL", "cannot set synchronous", error) < 0
         || rc_db_exec(db, "PRAGMA foreign_keys=ON", "cannot enable foreign keys", error) < 0)

@@ -73,6 +73,7 @@ struct mkrc_ctx {
 };
 
 static void mkrc_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int mkrc_open_db(struct mkrc_ctx *x);
 
 static void mkrc_err(const char *fmt, ...)
 {
@@ -455,16 +456,24 @@ static int mkrc_find_copies(const struct mkrc_ctx *x, const char *user, const ch
 }
 
 struct mkrc_read_search {
-    int64_t first;                      /* earliest read */
-    int64_t after;                      /* only reads after this (microseconds); 0: any */
+    const char *message_id;
+    int64_t first;                      /* earliest read, UNIX seconds */
     bool found;
 };
 
 static int mkrc_read_cb(void *arg, const struct au_db_read *r)
 {
     struct mkrc_read_search *s = arg;
+    char *id;
+    bool same;
 
-    if (r->last < s->after)
+    /* The plugin keeps the header as it was; compare identifiers. */
+    if (r->message_id == NULL)
+        return 0;
+    id = rc_msgid_parse(r->message_id, strlen(r->message_id));
+    same = id != NULL && strcmp(id, s->message_id) == 0;
+    free(id);
+    if (!same)
         return 0;
     if (!s->found || r->first < s->first)
         s->first = r->first;
@@ -472,17 +481,17 @@ static int mkrc_read_cb(void *arg, const struct au_db_read *r)
     return 0;
 }
 
-/* Whether the body of user's copy of message_id reached a client (after
-   a time, in microseconds): 1, 0, or -1 (cannot tell). */
+/* Whether the body of a copy of message_id in user's mailboxes reached a
+   client: 1 (and when first, in *first), 0, or -1 (cannot tell). */
 static int mkrc_was_read(struct au_db *audit_db, const char *user, const char *message_id,
-                         int64_t after, int64_t *first)
+                         int64_t *first)
 {
-    struct mkrc_read_search s = {.after = after};
+    struct mkrc_read_search s = {.message_id = message_id};
     char *error = NULL;
 
     if (audit_db == NULL)
         return -1;
-    if (au_db_reads(audit_db, user, message_id, mkrc_read_cb, &s, &error) != 0) {
+    if (au_db_reads(audit_db, user, NULL, mkrc_read_cb, &s, &error) != 0) {
         free(error);
         return -1;
     }
@@ -496,6 +505,9 @@ static char *mkrc_notice(const struct mkrc_ctx *x, const struct rc_message *m, c
 {
     char date[64], when[32], *subject = mkrc_decoded(m->subject), *text;
     const char *from = mk_config_str(x->cfg, "recall", "notice_from");
+    const char *domain = mk_addr_domain(to);
+    char *from_addr = strchr(from, '@') ? mk_xstrdup(from)
+        : mk_xasprintf("%s@%s", from, domain ? domain : "localhost");
     char *msgid = rc_msgid_new(m->owner_domain ? m->owner_domain : "localhost");
     time_t now = time(NULL);
     struct tm tm;
@@ -512,13 +524,14 @@ static char *mkrc_notice(const struct mkrc_ctx *x, const struct rc_message *m, c
                         "\xe5\xaf\x84\xe4\xbb\xb6\xe8\x80\x85 %s \xe5\xb7\xb2\xe6\x94\xb6\xe5\x9b\x9e"
                         " %s \xe5\xaf\x84\xe5\x87\xba\xe7\x9a\x84\xe9\x83\xb5\xe4\xbb\xb6"
                         "\xe3\x80\x8c%s\xe3\x80\x8d\xe3\x80\x82\r\n",
-                        strchr(from, '@') ? from : "MAILER-DAEMON", to,
+                        from_addr, to,
                         /* "Recalled: 郵件已收回" */
                         "UmVjYWxsZWQ6IOmDteS7tuW3suaUtuWbng==", date, msgid, subject,
                         m->owner ? m->owner : m->sender, when, m->owner ? m->owner : m->sender,
                         when, subject);
     g_free(subject);
     free(msgid);
+    free(from_addr);
     *len = strlen(text);
     return text;
 }
@@ -529,8 +542,8 @@ static void mkrc_mailbox(const struct mkrc_ctx *x, struct au_client *ac, struct 
 {
     struct mkrc_copy *copies = NULL;
     size_t n = 0, live = 0, seen = 0;
-    int64_t first = 0, start;
-    struct timespec ts;
+    int64_t first = 0;
+    const char *notice_box = NULL;
     char *error = NULL, *boxes = NULL;
     int rc, read;
 
@@ -560,7 +573,7 @@ static void mkrc_mailbox(const struct mkrc_ctx *x, struct au_client *ac, struct 
         o->detail = mk_xasprintf("not recalled: %s", error);
         goto out;
     }
-    read = mkrc_was_read(audit_db, user, m->message_id, 0, &first);
+    read = mkrc_was_read(audit_db, user, m->message_id, &first);
     if (read < 0) {
         o->status = "error";
         o->detail = mk_xstrdup("not recalled: cannot tell whether it was read "
@@ -570,7 +583,7 @@ static void mkrc_mailbox(const struct mkrc_ctx *x, struct au_client *ac, struct 
     if (read) {
         char when[32];
 
-        mkrc_when(first / 1000000, when, sizeof(when));
+        mkrc_when(first, when, sizeof(when));
         o->status = "read";
         o->detail = mk_xasprintf("not recalled: read (its body reached a mail client at %s)",
                                  when);
@@ -581,8 +594,6 @@ static void mkrc_mailbox(const struct mkrc_ctx *x, struct au_client *ac, struct 
         o->detail = mk_xstrdup("not recalled: marked as read");
         goto out;
     }
-    clock_gettime(CLOCK_REALTIME, &ts);
-    start = (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
     for (size_t i = 0; i < n; i++) {
         const char *expunge[] = {"expunge", "-u", user, "mailbox-guid", copies[i].guid, "uid",
                                  copies[i].uid, NULL};
@@ -598,6 +609,8 @@ static void mkrc_mailbox(const struct mkrc_ctx *x, struct au_client *ac, struct 
                                      copies[i].mailbox, rc);
             goto out;
         }
+        if (notice_box == NULL)
+            notice_box = copies[i].mailbox;
         next = mk_xasprintf("%s%s%s", boxes ? boxes : "", boxes ? ", " : "", copies[i].mailbox);
         free(boxes);
         boxes = next;
@@ -608,9 +621,10 @@ static void mkrc_mailbox(const struct mkrc_ctx *x, struct au_client *ac, struct 
         goto out;
     }
     o->status = "recalled";
-    /* A client that fetched it between the check and the expunge got it. */
-    if (au_client_sync(ac, &error) == 0
-        && mkrc_was_read(audit_db, user, m->message_id, start, &first) > 0)
+    /* There was no read mark at the check: one now means that a client
+       fetched it between the check and the expunge. */
+    if (au_client_sync(ac, &error) == 0 && mkrc_was_read(audit_db, user, m->message_id,
+                                                         &first) > 0)
         o->detail = mk_xasprintf("recalled from %s, but its body reached a mail client "
                                  "during the recall", boxes);
     else
@@ -618,7 +632,7 @@ static void mkrc_mailbox(const struct mkrc_ctx *x, struct au_client *ac, struct 
     if (x->notice) {
         size_t len;
         char *text = mkrc_notice(x, m, user, &len);
-        const char *save[] = {"save", "-u", user, "-m", copies[0].mailbox, NULL};
+        const char *save[] = {"save", "-u", user, "-m", notice_box, NULL};
 
         if (mk_run_cmd(mk_config_str(x->cfg, "recall", "doveadm"), save, text, len, NULL) != 0) {
             char *more = mk_xasprintf("%s (the notice could not be saved)", o->detail);
@@ -975,13 +989,27 @@ static int mkrc_release(struct mkrc_ctx *x, int argc, char **argv)
     signal(SIGTERM, mkrc_on_signal);
     signal(SIGINT, mkrc_on_signal);
     signal(SIGHUP, mkrc_on_signal);
+    /* Until the milter has recorded its first message there is nothing
+       to release: wait for it (-w) or say so. */
+    while ((ch = mkrc_open_db(x)) == 1 && watch && !mkrc_stop)
+        sleep(1);
+    if (ch < 0)
+        return EX_UNAVAILABLE;
+    if (ch == 1) {
+        if (!watch)
+            printf("nothing recorded yet: %s does not exist\n",
+                   mk_config_str(x->cfg, "recall", "db"));
+        return EX_OK;
+    }
     if (watch)
         mk_log(MK_LOG_INFO, NULL, "releasing undo-send holds as they fall due");
     do {
         time_t now = time(NULL);
         int64_t next;
 
-        if (mkrc_release_due(x) < 0)
+        bool failed = mkrc_release_due(x) < 0;
+
+        if (failed)
             rc = EX_TEMPFAIL;
         if (now - last_expire >= 3600) {
             int64_t removed = 0;
@@ -1004,14 +1032,35 @@ static int mkrc_release(struct mkrc_ctx *x, int argc, char **argv)
             free(error);
             error = NULL;
         }
-        if (next > 0 && next <= (int64_t) time(NULL))
-            continue;
+        if (!failed && next > 0 && next <= (int64_t) time(NULL))
+            continue;                   /* more fell due meanwhile */
         sleep(1);
     } while (!mkrc_stop);
     return watch ? EX_OK : rc;
 }
 
 /* --------------------------------------------------------------- entry */
+
+/* The database the milter made: 0, 1 when it has made none yet, or -1.
+   It is never created here, as root, lest the milter cannot write it. */
+static int mkrc_open_db(struct mkrc_ctx *x)
+{
+    const char *path = mk_config_str(x->cfg, "recall", "db");
+    char *error = NULL;
+
+    if (access(path, F_OK) != 0) {
+        if (errno == ENOENT)
+            return 1;
+        mkrc_err("%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if ((x->db = rc_db_open(path, true, &error)) == NULL) {
+        mkrc_err("%s", error);
+        free(error);
+        return -1;
+    }
+    return 0;
+}
 
 int mailkeep_recall(const char *config_path, int argc, char **argv)
 {
@@ -1066,18 +1115,6 @@ int mailkeep_recall(const char *config_path, int argc, char **argv)
         return EX_CONFIG;
     }
     x.notice |= mk_config_bool(x.cfg, "recall", "notice");
-    rc = EX_UNAVAILABLE;
-    /* The milter creates the database, as its own user: never root here. */
-    if (access(mk_config_str(x.cfg, "recall", "db"), F_OK) != 0) {
-        mkrc_err("%s: %s (has mailkeep-recall run?)", mk_config_str(x.cfg, "recall", "db"),
-                 strerror(errno));
-        goto out;
-    }
-    if ((x.db = rc_db_open(mk_config_str(x.cfg, "recall", "db"), true, &error)) == NULL
-        || (x.dir = mk_directory_open(x.cfg, &error)) == NULL) {
-        mkrc_err("%s", error);
-        goto out;
-    }
     if (sub != NULL && strcmp(sub, "release") == 0) {
         if (as != NULL) {
             mkrc_err("release is for this host's administrator: no -a");
@@ -1085,6 +1122,19 @@ int mailkeep_recall(const char *config_path, int argc, char **argv)
             goto out;
         }
         rc = mkrc_release(&x, argc, argv);
+        goto out;
+    }
+    rc = EX_UNAVAILABLE;
+    switch (mkrc_open_db(&x)) {
+    case 1:
+        mkrc_err("%s: no message recorded yet (has mailkeep-recall run?)",
+                 mk_config_str(x.cfg, "recall", "db"));
+        /* fall through */
+    case -1:
+        goto out;
+    }
+    if ((x.dir = mk_directory_open(x.cfg, &error)) == NULL) {
+        mkrc_err("%s", error);
         goto out;
     }
     if ((rc = mkrc_identify(&x, as, password_file)) != 0)

@@ -472,8 +472,9 @@ def recall_help(i):
       -f alice@example.com -t erin@example.com,partner@external.example \\
       --header 'Message-ID: <oops1@example.com>'
   build/tools/mailkeep -c {c} recall list -a alice@example.com
-  # within the minute: gone from erin's INBOX (a notice stands in its place) and
-  # from the queue; after it: "external, already sent"
+  # within the minute the whole message is still held: both recalled from the
+  # queue; after it, erin's copy goes from her INBOX (a notice stands in its
+  # place) unless she read it, and the outside one is "external, already sent"
   build/tools/mailkeep -c {c} recall -a alice@example.com '<oops1@example.com>'
   build/tools/mailkeep -c {i['audit_config']} audit search -o recall
 """

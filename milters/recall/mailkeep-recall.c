@@ -21,10 +21,13 @@
  */
 #include "config.h"
 
+#include <libgen.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "mk_addr.h"
@@ -36,10 +39,14 @@
 #include "recall_policy.h"
 
 #define RECALL_HEADER_MAX	998     /* bytes of From or Subject kept */
+/* Add or replace the Message-ID; hold for undo-send. */
+#define RECALL_ACTIONS		(SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE)
 
 struct recall_gen {
     struct recall_policy *policy;
-    struct rc_db *db;
+    char *db_path;
+    pthread_mutex_t lock;
+    struct rc_db *db;                   /* opened at the first message */
 };
 
 struct recall_conn {
@@ -97,6 +104,20 @@ static struct recall_conn *recall_conn_new(SMFICTX *ctx)
     c->gen = mk_milter_acquire();
     smfi_setpriv(ctx, c);
     return c;
+}
+
+/* The database, opened by the first message: by then the daemon runs as
+   its own user, who must own what SQLite creates. */
+static struct rc_db *recall_db(struct recall_gen *g, char **error)
+{
+    struct rc_db *db;
+
+    pthread_mutex_lock(&g->lock);
+    if (g->db == NULL)
+        g->db = rc_db_open(g->db_path, true, error);
+    db = g->db;
+    pthread_mutex_unlock(&g->lock);
+    return db;
 }
 
 static sfsistat recall_tempfail(SMFICTX *ctx, const char *qid, const char *why)
@@ -232,6 +253,7 @@ static sfsistat recall_eom(SMFICTX *ctx)
     struct recall_conn *c = smfi_getpriv(ctx);
     const char *qid = mk_milter_queue_id(ctx);
     struct recall_gen *g;
+    struct rc_db *db;
     char *error = NULL, until[16] = "";
     long long hold;
     sfsistat rc = SMFIS_CONTINUE;
@@ -246,10 +268,12 @@ static sfsistat recall_eom(SMFICTX *ctx)
         goto out;
     }
     if (c->msg.message_id == NULL) {
-        /* Without an identifier the message could never be found again. */
+        /* Without an identifier the message could never be found again;
+           one that cannot be read is replaced, not joined by a second. */
         c->msg.message_id = rc_msgid_new(g->policy->id_domain);
         c->msg.added_id = true;
-        if (smfi_addheader(ctx, "Message-ID", c->msg.message_id) == MI_FAILURE) {
+        if ((c->bad_message_id ? smfi_chgheader(ctx, "Message-ID", 1, c->msg.message_id)
+             : smfi_addheader(ctx, "Message-ID", c->msg.message_id)) == MI_FAILURE) {
             rc = recall_tempfail(ctx, qid, "the MTA refused the Message-ID header");
             goto out;
         }
@@ -272,7 +296,7 @@ static sfsistat recall_eom(SMFICTX *ctx)
         }
         free(reason);
     }
-    if (rc_db_add(g->db, &c->msg, &error) < 0) {
+    if ((db = recall_db(g, &error)) == NULL || rc_db_add(db, &c->msg, &error) < 0) {
         rc = recall_tempfail(ctx, qid, error);
         free(error);
         goto out;
@@ -316,11 +340,11 @@ static sfsistat recall_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f
 
     (void) f2;
     (void) f3;
-    if ((f0 & (SMFIF_ADDHDRS | SMFIF_QUARANTINE)) != (SMFIF_ADDHDRS | SMFIF_QUARANTINE))
+    if ((f0 & RECALL_ACTIONS) != RECALL_ACTIONS)
         return SMFIS_REJECT;            /* libmilter: the MTA cannot do what we need */
     recall_conn_free(smfi_getpriv(ctx));
     c = recall_conn_new(ctx);
-    *pf0 = SMFIF_ADDHDRS | SMFIF_QUARANTINE;
+    *pf0 = RECALL_ACTIONS;
     *pf1 = f1 & wanted;
     *pf2 = 0;
     *pf3 = 0;
@@ -336,6 +360,8 @@ static void recall_unload(void *policy)
         return;
     rc_db_close(g->db);
     recall_policy_free(g->policy);
+    pthread_mutex_destroy(&g->lock);
+    free(g->db_path);
     free(g);
 }
 
@@ -343,21 +369,33 @@ static void *recall_load(const struct mk_config *cfg, struct mk_directory *dir,
                          struct mk_milter_watch *watch, char **error)
 {
     struct recall_gen *g = mk_xcalloc(1, sizeof(*g));
+    char *copy, *parent;
+    struct stat st;
 
     (void) dir;
     (void) watch;
-    if ((g->policy = recall_policy_create(cfg, error)) == NULL
-        || (g->db = rc_db_open(mk_config_str(cfg, "recall", "db"), true, error)) == NULL) {
+    pthread_mutex_init(&g->lock, NULL);
+    g->db_path = mk_xstrdup(mk_config_str(cfg, "recall", "db"));
+    if ((g->policy = recall_policy_create(cfg, error)) == NULL) {
         recall_unload(g);
         return NULL;
     }
+    copy = mk_xstrdup(g->db_path);
+    parent = dirname(copy);
+    if (stat(parent, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        *error = mk_xasprintf("[recall] db: %s: no such directory", parent);
+        free(copy);
+        recall_unload(g);
+        return NULL;
+    }
+    free(copy);
     return g;
 }
 
 static struct smfiDesc recall_desc = {
     .xxfi_name = "mailkeep-recall",
     .xxfi_version = SMFI_VERSION,
-    .xxfi_flags = SMFIF_ADDHDRS | SMFIF_QUARANTINE,
+    .xxfi_flags = RECALL_ACTIONS,
     .xxfi_connect = recall_connect,
     .xxfi_envfrom = recall_envfrom,
     .xxfi_envrcpt = recall_envrcpt,

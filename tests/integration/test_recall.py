@@ -83,7 +83,8 @@ def test_each_recipient_gets_what_it_did(stack):
         outcome, r = stack.recall_json(msgid, ALICE)
         assert r.returncode == 0, r.stderr
         assert outcome['bob@example.com'][0] == 'read'
-        assert 'reached a mail client' in outcome['bob@example.com'][1]
+        assert ('reached a mail client at %s' % time.strftime('%Y-%m-%d')
+                in outcome['bob@example.com'][1])
         assert outcome['carol@example.com'][0] == 'read'
         assert outcome['dave@example.com'] == ('recalled', 'recalled from Projects')
         assert outcome['erin@example.com'] == ('recalled', 'recalled from INBOX')
@@ -289,11 +290,12 @@ def test_forwarded_message_belongs_to_who_forwarded_it(stack):
     assert outcome == {'carol@example.com': ('recalled', 'recalled from INBOX')}, r.stderr
 
 
-def test_message_without_id_gets_one(stack):
-    """Mail from outside without a Message-ID gets one, recorded, and only
-    one, so that it can be found again."""
-    data = ('From: <someone@outside.example>\r\nTo: <erin@example.com>\r\n'
-            'Subject: no id\r\n\r\nbody\r\n')
+@pytest.mark.parametrize('header', ['', 'Message-ID: not an identifier\r\n'])
+def test_message_without_id_gets_one(stack, header):
+    """Mail from outside without a (readable) Message-ID gets one, recorded,
+    and only one, so that it can be found again."""
+    data = ('From: <someone@outside.example>\r\nTo: <erin@example.com>\r\n%s'
+            'Subject: no id\r\n\r\nbody\r\n' % header)
     # Postfix adds a Message-ID itself for clients it rewrites headers for
     # (the milter then sees and records that one); not for this client
     stack.postfix.set_params(local_header_rewrite_clients='')
