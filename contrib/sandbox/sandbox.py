@@ -313,12 +313,6 @@ def serve():
                                      name='mailkeep-recall-release')
             release.start()
             daemons.append(release)
-            # after the content checks, before the journal (which then keeps
-            # the Message-ID recall may add)
-            rsock = 'inet:127.0.0.1:%d' % PORTS['recall']
-            milters += ', ' + rsock
-            non_smtpd.append(rsock)
-            st.postfix.set_params(smtpd_milters=milters, non_smtpd_milters=', '.join(non_smtpd))
         journal = None
         jr_binary = os.path.join(BUILDDIR, 'milters', 'journal', 'mailkeep-journal')
         mailkeep = os.path.join(BUILDDIR, 'tools', 'mailkeep')
@@ -338,6 +332,13 @@ def serve():
             jsock = 'inet:127.0.0.1:%d' % PORTS['journal']
             milters += ', ' + jsock
             non_smtpd.append(jsock)
+            st.postfix.set_params(smtpd_milters=milters, non_smtpd_milters=', '.join(non_smtpd))
+        if recall is not None:
+            # last: Postfix passes a message a milter holds (undo-send) to no
+            # later milter, and the journal must see it
+            rsock = 'inet:127.0.0.1:%d' % PORTS['recall']
+            milters += ', ' + rsock
+            non_smtpd.append(rsock)
             st.postfix.set_params(smtpd_milters=milters, non_smtpd_milters=', '.join(non_smtpd))
         info = {
             'pid': os.getpid(),
@@ -470,7 +471,7 @@ def recall_help(i):
   # erin and to the outside; sales mail to the outside waits 60 s (undo-send)
   swaks -s 127.0.0.1:{i['smtp_port']} -a PLAIN -au alice@example.com -ap mailkeep \\
       -f alice@example.com -t erin@example.com,partner@external.example \\
-      --header 'Message-ID: <oops1@example.com>'
+      --header 'Message-Id: <oops1@example.com>'
   build/tools/mailkeep -c {c} recall list -a alice@example.com
   # within the minute the whole message is still held: both recalled from the
   # queue; after it, erin's copy goes from her INBOX (a notice stands in its

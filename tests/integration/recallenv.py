@@ -11,6 +11,7 @@ import time
 import mkstack
 import auditenv
 from auditenv import AuditStack
+from archiveenv import JournalMilter
 from milterenv import BUILDDIR, MAILKEEP, Milter, write
 
 RECALL = os.path.join(BUILDDIR, 'milters', 'recall', 'mailkeep-recall')
@@ -52,13 +53,17 @@ class RecallMilter(Milter):
 class RecallStack(AuditStack):
     """AuditStack + Postfix with mailkeep-recall + smtp-sink + the releaser."""
 
-    def __init__(self, workdir, extra=''):
+    def __init__(self, workdir, extra='', journal=False):
+        """journal: mailkeep-journal in front of mailkeep-recall, as on a
+        mail host (Postfix passes a message a milter holds to no later one)."""
         super().__init__(workdir)
         self.sink = mkstack.SmtpSink(workdir)
         self.recall = RecallMilter(workdir, self, extra)
+        self.journal = JournalMilter(workdir, self.slapd) if journal else None
+        milters = ([self.journal.socket] if journal else []) + [self.recall.socket]
         self.postfix = mkstack.Postfix(workdir, dovecot=self.dovecot, sink=self.sink,
-                                       smtpd_milters=self.recall.socket,
-                                       non_smtpd_milters=self.recall.socket)
+                                       smtpd_milters=', '.join(milters),
+                                       non_smtpd_milters=', '.join(milters))
         self.recall.postfix_config = self.postfix.config_dir
         self.releaser = mkstack.Daemon([MAILKEEP, '-c', self.recall.config, 'recall', 'release',
                                         '-w'], workdir=self.recall.dir,
@@ -69,6 +74,8 @@ class RecallStack(AuditStack):
         try:
             self.recall.write_config()
             self.recall.start()
+            if self.journal is not None:
+                self.journal.start()
             self.sink.start()
             self.postfix.start()
             self.releaser.start()
@@ -78,9 +85,10 @@ class RecallStack(AuditStack):
         return self
 
     def stop(self):
-        for part in (self.releaser, self.postfix, self.sink, self.recall):
+        for part in (self.releaser, self.postfix, self.sink, self.recall, self.journal):
             try:
-                part.stop()
+                if part is not None:
+                    part.stop()
             except Exception:       # noqa: BLE001 - stop what can be stopped
                 pass
         super().stop()
@@ -166,6 +174,6 @@ class RecallStack(AuditStack):
         return result
 
 
-def running_stack(prefix, extra=''):
+def running_stack(prefix, extra='', journal=False):
     """A RecallStack, started; stopped and removed after."""
-    return auditenv.running_stack(prefix, RecallStack, extra=extra)
+    return auditenv.running_stack(prefix, RecallStack, extra=extra, journal=journal)

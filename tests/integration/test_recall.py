@@ -27,7 +27,9 @@ UNDO = 'undo_send_groups = sales:30s\n'
 
 @pytest.fixture(scope='module')
 def stack():
-    with running_stack('mk-recall-', UNDO) as s:
+    # the mail host's order: the journal, then recall, last (a message one
+    # milter holds goes to no later milter)
+    with running_stack('mk-recall-', UNDO, journal=True) as s:
         yield s
 
 
@@ -180,6 +182,9 @@ def test_undo_send_recalled_from_the_queue(stack):
                              'recalled: removed from the queue (held for undo-send)')}
     assert qid not in stack.queue()
     assert stack.records(msgid)[0][3] == 'recalled'
+    # the compliance archive has it all the same
+    journaled = [env for _, env, _ in stack.journal.entries() if env.get('queue-id') == qid]
+    assert len(journaled) == 1
     time.sleep(1.5)                 # the releaser runs every second: nothing to release
     assert stack.sink.received_count() == before
     assert stack.find('erin@example.com', msgid) == []
