@@ -567,13 +567,14 @@ struct mk_origin mk_milter_origin(const struct mk_milter_gen *gen,
                               client->daemon_name);
 }
 
-const char *mk_milter_direction(struct mk_milter_gen *gen, const struct mk_origin *origin,
-                                const char *recipient)
+int mk_milter_direction(struct mk_milter_gen *gen, const struct mk_origin *origin,
+                        const char *recipient, enum mk_direction *direction)
 {
     const char *domain = mk_addr_domain(recipient);
     enum mk_dir_status st = domain ? mk_directory_domain(gen->dir, domain) : MK_DIR_FOUND;
 
     if (st == MK_DIR_TEMPFAIL)
-        return "unknown";
-    return mk_direction_name(mk_direction_of(origin, st == MK_DIR_FOUND));
+        return -1;
+    *direction = mk_direction_of(origin, st == MK_DIR_FOUND);
+    return 0;
 }

@@ -23,9 +23,9 @@
  *	struct mk_origin mk_milter_origin(const struct mk_milter_gen *gen,
  *					  const struct mk_milter_client *client,
  *					  const char *sasl_login);
- *	const char *mk_milter_direction(struct mk_milter_gen *gen,
- *					const struct mk_origin *origin,
- *					const char *recipient);
+ *	int	mk_milter_direction(struct mk_milter_gen *gen,
+ *				    const struct mk_origin *origin,
+ *				    const char *recipient, enum mk_direction *direction);
  * DESCRIPTION
  *	mk_milter_main() is the whole life of a milter daemon: it reads the
  *	flags (-c FILE, -p SOCKET, -f, -u USER, -t, -V), loads mailkeep.conf
@@ -70,10 +70,9 @@
  *	(and its text, "local" when there is none) and the {daemon_name}
  *	macro, which a milter needs later to decide the origin.
  *	mk_milter_origin() decides it (mk_origin_classify()) from those and
- *	the SASL login (or NULL). mk_milter_direction() names a recipient's
- *	direction for that origin ("inbound", "outbound", "internal"), or
- *	"unknown" when the directory cannot tell whether the recipient's
- *	domain is local.
+ *	the SASL login (or NULL). mk_milter_direction() sets a recipient's
+ *	direction for that origin and returns 0, or returns -1 when the
+ *	directory cannot tell whether the recipient's domain is local.
  */
 #ifndef MK_MILTER_H
 #define MK_MILTER_H
@@ -131,7 +130,7 @@ void mk_milter_client_init(struct mk_milter_client *client, SMFICTX *ctx, _SOCK_
 void mk_milter_client_free(struct mk_milter_client *client);
 struct mk_origin mk_milter_origin(const struct mk_milter_gen *gen,
                                   const struct mk_milter_client *client, const char *sasl_login);
-const char *mk_milter_direction(struct mk_milter_gen *gen, const struct mk_origin *origin,
-                                const char *recipient);
+int mk_milter_direction(struct mk_milter_gen *gen, const struct mk_origin *origin,
+                        const char *recipient, enum mk_direction *direction);
 
 #endif

@@ -198,28 +198,20 @@ static void av_notify_one(const struct av_policy *p, const char *qid, const char
     free(text);
 }
 
-static struct mk_origin av_origin(const struct av_conn *c)
-{
-    const struct mk_ip *ip = c->client.have_ip ? &c->client.ip : NULL;
-
-    return mk_origin_classify(c->gen->origin, ip, c->msg.login, c->client.daemon_name);
-}
-
 /* The most severe action among the directions of the recipients. */
 static int av_infected_action(struct av_conn *c, enum av_action *action)
 {
     struct av_policy *p = av_policy_of(c);
-    struct mk_origin origin = av_origin(c);
+    struct mk_origin origin = mk_milter_origin(c->gen, &c->client, c->msg.login);
 
     *action = AV_ACCEPT;
     for (size_t i = 0; i < c->msg.nrcpts; i++) {
-        const char *domain = mk_addr_domain(c->msg.rcpts[i]);
-        enum mk_dir_status st = domain ? mk_directory_domain(c->gen->dir, domain) : MK_DIR_FOUND;
+        enum mk_direction d;
         enum av_action a;
 
-        if (st == MK_DIR_TEMPFAIL)
+        if (mk_milter_direction(c->gen, &origin, c->msg.rcpts[i], &d) < 0)
             return -1;
-        a = p->direction_action[mk_direction_of(&origin, st == MK_DIR_FOUND)];
+        a = p->direction_action[d];
         if (a > *action)
             *action = a;
     }
@@ -269,7 +261,7 @@ static void av_notify(struct av_conn *c, const char *qid, enum av_action action,
         av_notify_one(p, qid, p->notify_admin,
                       unscannable ? "Message could not be scanned for viruses" : "Virus alert",
                       body);
-    origin = av_origin(c);
+    origin = mk_milter_origin(c->gen, &c->client, c->msg.login);
     to_sender = sender && action != AV_TAG && action != AV_REJECT
                 && (p->notify_sender == AV_NOTIFY_ALL
                     || (p->notify_sender == AV_NOTIFY_OUTBOUND && mk_origin_trusted(&origin)));

@@ -339,8 +339,7 @@ static sfsistat dlp_eom(SMFICTX *ctx)
         return SMFIS_TEMPFAIL;
     p = dlp_policy_of(c);
     sender = c->msg.sender;
-    origin = mk_origin_classify(c->gen->origin, c->client.have_ip ? &c->client.ip : NULL,
-                                c->msg.login, c->client.daemon_name);
+    origin = mk_milter_origin(c->gen, &c->client, c->msg.login);
     parties = mk_xcalloc(c->msg.nrcpts + 1, sizeof(*parties));
     users = mk_xcalloc(c->msg.nrcpts + 1, sizeof(*users));
     if (dlp_parties(c, &origin, parties, users) < 0

@@ -233,8 +233,12 @@ static void jr_directions(struct jr_conn *c)
     struct mk_origin origin = mk_milter_origin(c->gen, &c->client, c->env.login);
 
     for (size_t i = 0; i < c->env.nrcpts; i++) {
+        enum mk_direction d;
+
         free(c->env.directions[i]);
-        c->env.directions[i] = mk_xstrdup(mk_milter_direction(c->gen, &origin, c->env.rcpts[i]));
+        c->env.directions[i] = mk_xstrdup(mk_milter_direction(c->gen, &origin, c->env.rcpts[i],
+                                                              &d) < 0 ? "unknown"
+                                          : mk_direction_name(d));
     }
 }
 

@@ -227,12 +227,12 @@ static bool recall_decide(struct recall_conn *c, long long *hold)
 
     *hold = 0;
     for (size_t i = 0; i < c->msg.nrcpts; i++) {
-        const char *dir = mk_milter_direction(c->gen, &origin, c->msg.rcpts[i].address);
+        enum mk_direction d;
 
-        if (strcmp(dir, "unknown") == 0)
+        if (mk_milter_direction(c->gen, &origin, c->msg.rcpts[i].address, &d) < 0)
             return false;
-        external |= strcmp(dir, "outbound") == 0;
-        c->msg.rcpts[i].direction = mk_xstrdup(dir);
+        external |= d == MK_OUTBOUND;
+        c->msg.rcpts[i].direction = mk_xstrdup(mk_direction_name(d));
     }
     c->msg.owner = recall_owner(c->gen->dir, &origin, c->msg.sasl_user, c->msg.sender, &st);
     if (st == MK_DIR_TEMPFAIL)
