@@ -491,25 +491,30 @@ int rc_db_expire(struct rc_db *db, int64_t before, int64_t *removed, char **erro
     return rc;
 }
 
+void rc_message_clear(struct rc_message *m)
+{
+    for (size_t k = 0; k < m->nrcpts; k++) {
+        free(m->rcpts[k].address);
+        free(m->rcpts[k].direction);
+        free(m->rcpts[k].status);
+    }
+    free(m->rcpts);
+    free(m->message_id);
+    free(m->queue_id);
+    free(m->sender);
+    free(m->header_from);
+    free(m->subject);
+    free(m->sasl_user);
+    free(m->owner);
+    free(m->owner_domain);
+    free(m->origin);
+    free(m->hold_state);
+    memset(m, 0, sizeof(*m));
+}
+
 void rc_messages_free(struct rc_message *m, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        for (size_t k = 0; k < m[i].nrcpts; k++) {
-            free(m[i].rcpts[k].address);
-            free(m[i].rcpts[k].direction);
-            free(m[i].rcpts[k].status);
-        }
-        free(m[i].rcpts);
-        free(m[i].message_id);
-        free(m[i].queue_id);
-        free(m[i].sender);
-        free(m[i].header_from);
-        free(m[i].subject);
-        free(m[i].sasl_user);
-        free(m[i].owner);
-        free(m[i].owner_domain);
-        free(m[i].origin);
-        free(m[i].hold_state);
-    }
+    for (size_t i = 0; i < n; i++)
+        rc_message_clear(&m[i]);
     free(m);
 }

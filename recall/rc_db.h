@@ -18,6 +18,7 @@
  *	int	rc_db_next_release(struct rc_db *db, int64_t *when, char **error);
  *	int	rc_db_expire(struct rc_db *db, int64_t before, int64_t *removed,
  *			     char **error);
+ *	void	rc_message_clear(struct rc_message *m);
  *	void	rc_messages_free(struct rc_message *m, size_t n);
  * DESCRIPTION
  *	One SQLite database (WAL, synchronous FULL: a message's record is on
@@ -48,6 +49,10 @@
  *	release time of a held message, or 0 when none is held.
  *	rc_db_expire() removes the messages older than before (but never
  *	one still held) and sets *removed.
+ *
+ *	rc_message_clear() frees what a message holds (its strings and
+ *	recipients, all allocated) and zeroes it; rc_messages_free() does it
+ *	for an array that rc_db_find() returned, and frees the array.
  *
  *	The functions that take error return 0, or -1 with an allocated
  *	reason (the database's path and SQLite's message).
@@ -107,6 +112,7 @@ int rc_db_set_status(struct rc_db *db, int64_t message, const char *address, con
 int rc_db_set_hold(struct rc_db *db, int64_t message, const char *state, char **error);
 int rc_db_next_release(struct rc_db *db, int64_t *when, char **error);
 int rc_db_expire(struct rc_db *db, int64_t before, int64_t *removed, char **error);
+void rc_message_clear(struct rc_message *m);
 void rc_messages_free(struct rc_message *m, size_t n);
 
 #endif

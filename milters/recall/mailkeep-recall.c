@@ -66,22 +66,7 @@ static struct recall_gen *recall_gen_of(const struct recall_conn *c)
 
 static void recall_message_reset(struct recall_conn *c)
 {
-    for (size_t i = 0; i < c->msg.nrcpts; i++) {
-        free(c->msg.rcpts[i].address);
-        free(c->msg.rcpts[i].direction);
-    }
-    free(c->msg.rcpts);
-    free(c->msg.message_id);
-    free(c->msg.sender);
-    free(c->msg.header_from);
-    free(c->msg.subject);
-    free(c->msg.sasl_user);
-    free(c->msg.owner);
-    free(c->msg.owner_domain);
-    free(c->msg.origin);
-    free(c->msg.hold_state);
-    free(c->msg.queue_id);
-    memset(&c->msg, 0, sizeof(c->msg));
+    rc_message_clear(&c->msg);
     c->rcpt_cap = 0;
     c->bad_message_id = false;
     c->in_message = false;
