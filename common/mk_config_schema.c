@@ -170,6 +170,36 @@ const struct mk_config_key mk_config_schema[] = {
     /* [usage]: mailkeep usage (the usage database is [audit] db) */
     S("usage", "doveadm", "/usr/bin/doveadm"),
 
+    /* [otp]: pam_mailkeep's second factor, and mailkeep otp */
+    P("otp", "store", MK_LOCALSTATEDIR "/lib/mailkeep/otp"),
+    P("otp", "key_file", MK_SYSCONFDIR "/mailkeep/otp.key"),
+    E("otp", "policy", "optional", "required|optional|exempt-trusted"),
+    L("otp", "group_policy", ""),
+    L("otp", "trusted_networks", ""),
+    S("otp", "issuer", "Mailkeep"),
+    E("otp", "algorithm", "sha1", "sha1|sha256|sha512"),
+    I("otp", "digits", "6", 6, 8),
+    I("otp", "period", "30", 10, 300),
+    I("otp", "window", "1", 0, 10),
+    I("otp", "hotp_window", "10", 0, 100),
+    I("otp", "max_failures", "5", 0, 1000),
+    D("otp", "lockout", "15m", 0, 31536000),
+    I("otp", "recovery_codes", "10", 0, 20),
+
+    /* [password]: pam_mailkeep's password policy, and mailkeep report passwords */
+    I("password", "min_length", "10", 6, 256),
+    I("password", "min_classes", "3", 0, 4),
+    I("password", "max_repeat", "3", 0, 256),
+    B("password", "dictionary_check", "yes"),
+    B("password", "user_check", "yes"),
+    I("password", "history", "5", 0, 24),
+    D("password", "max_age", "0", 0, 0),
+    D("password", "warn_age", "14d", 0, 0),
+    B("password", "must_change_first", "no"),
+    L("password", "report_to", ""),
+    S("password", "report_from", "postmaster"),
+    S("password", "notify_command", "/usr/sbin/sendmail -oi -t"),
+
     /* [recall]: mailkeep-recall and mailkeep recall */
     MILTER_KEYS("recall", "10028"),
     P("recall", "db", MK_LOCALSTATEDIR "/lib/mailkeep/recall.sqlite"),

@@ -263,5 +263,5 @@ static void mk_dir_files_close(void *ctx)
 }
 
 const struct mk_dir_backend mk_dir_files_backend = {
-    "files", mk_dir_files_domain, mk_dir_files_user, mk_dir_files_close, false,
+    "files", mk_dir_files_domain, mk_dir_files_user, mk_dir_files_close, false, NULL,
 };

@@ -391,8 +391,47 @@ void *mk_dir_ldap_open(const struct mk_config *cfg, char **error)
     return l;
 }
 
+/* Check a user's password: a simple bind as their entry, on a connection of its own. */
+static enum mk_dir_status mk_dir_ldap_bind(void *ctx, const struct mk_dir_user *user,
+                                           const char *password)
+{
+    struct mk_dir_ldap *l = ctx;
+    struct timeval tv = {(time_t) l->timeout, 0};
+    int version = LDAP_VERSION3, rc;
+    struct berval cred;
+    LDAP *ld;
+
+    /* An empty password would be an unauthenticated bind, which succeeds. */
+    if (user->dn == NULL || *password == '\0')
+        return MK_DIR_NOT_FOUND;
+    if ((rc = ldap_initialize(&ld, l->uri)) != LDAP_SUCCESS) {
+        mk_log(MK_LOG_ERROR, NULL, "ldap %s: %s", l->uri, ldap_err2string(rc));
+        return MK_DIR_TEMPFAIL;
+    }
+    ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &version);
+    ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &tv);
+    ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv);
+    ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF);
+    if (l->starttls && (rc = ldap_start_tls_s(ld, NULL, NULL)) != LDAP_SUCCESS) {
+        mk_log(MK_LOG_ERROR, NULL, "ldap %s: StartTLS: %s", l->uri, ldap_err2string(rc));
+        ldap_unbind_ext_s(ld, NULL, NULL);
+        return MK_DIR_TEMPFAIL;
+    }
+    cred.bv_val = (char *) password;
+    cred.bv_len = strlen(password);
+    rc = ldap_sasl_bind_s(ld, user->dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
+    ldap_unbind_ext_s(ld, NULL, NULL);
+    if (rc == LDAP_SUCCESS)
+        return MK_DIR_FOUND;
+    if (rc == LDAP_INVALID_CREDENTIALS)
+        return MK_DIR_NOT_FOUND;
+    mk_log(MK_LOG_ERROR, NULL, "ldap %s: bind as '%s': %s", l->uri, user->dn,
+           ldap_err2string(rc));
+    return MK_DIR_TEMPFAIL;
+}
+
 const struct mk_dir_backend mk_dir_ldap_backend = {
-    "ldap", mk_dir_ldap_domain, mk_dir_ldap_user, mk_dir_ldap_close, true,
+    "ldap", mk_dir_ldap_domain, mk_dir_ldap_user, mk_dir_ldap_close, true, mk_dir_ldap_bind,
 };
 
 #endif /* HAVE_LDAP */

@@ -24,6 +24,9 @@ const struct mk_dir_attr_map mk_dir_attrs[] = {
     {"otp_policy", "mailkeepOTPPolicy"},
     {"option", "mailkeepOption"},
     {"name", "cn"},
+    /* ppolicy's operational attributes, for the password policy (pam_mailkeep) */
+    {"password_changed", "pwdChangedTime"},
+    {"password_reset", "pwdReset"},
 };
 const size_t mk_dir_attrs_count = MK_ARRAY_LEN(mk_dir_attrs);
 
@@ -105,6 +108,16 @@ void mk_dir_user_add_value(struct mk_dir_user *user, const char *attr, const cha
 void mk_dir_user_add_group(struct mk_dir_user *user, const char *group)
 {
     mk_str_array_append(&user->groups, &user->ngroups, group);
+}
+
+enum mk_dir_status mk_directory_bind(struct mk_directory *dir, const struct mk_dir_user *user,
+                                     const char *password)
+{
+    if (dir->backend->bind == NULL) {
+        mk_log(MK_LOG_ERROR, NULL, "a password check by bind needs the ldap directory");
+        return MK_DIR_TEMPFAIL;
+    }
+    return dir->backend->bind(dir->ctx, user, password);
 }
 
 char *const *mk_dir_user_values(const struct mk_dir_user *user, const char *attr)

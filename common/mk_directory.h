@@ -13,6 +13,8 @@
  *	enum mk_dir_status mk_directory_domain(struct mk_directory *dir, const char *domain);
  *	enum mk_dir_status mk_directory_user(struct mk_directory *dir, const char *address,
  *					     struct mk_dir_user **user);
+ *	enum mk_dir_status mk_directory_bind(struct mk_directory *dir,
+ *					     const struct mk_dir_user *user, const char *password);
  *
  *	char	*const *mk_dir_user_values(const struct mk_dir_user *user, const char *attr);
  *	const char *mk_dir_user_value(const struct mk_dir_user *user, const char *attr);
@@ -37,7 +39,8 @@
  *	Attributes have backend-neutral names: role, blocked_sender,
  *	allowed_sender, block_mode, policy_group, otp_policy, option, name
  *	(LDAP: mailkeepRole, mailkeepBlockedSender, ..., cn; see
- *	contrib/ldap/mailkeep.schema).
+ *	contrib/ldap/mailkeep.schema), and password_changed and
+ *	password_reset (the ppolicy overlay's pwdChangedTime and pwdReset).
  *
  *	A user lookup for user+tag@domain that finds nothing tries
  *	user@domain ([global] recipient_delimiter, "+" by default).
@@ -51,6 +54,12 @@
  *
  *	mk_dir_user_values() returns a NULL-terminated array, empty when the
  *	user has no such attribute.
+ *
+ *	mk_directory_bind() checks a user's password with a simple bind as
+ *	their entry, on a connection of its own (LDAP only; the files
+ *	backend answers MK_DIR_TEMPFAIL): MK_DIR_FOUND when it is right,
+ *	MK_DIR_NOT_FOUND when it is wrong or empty, MK_DIR_TEMPFAIL when the
+ *	server does not answer.
  */
 #ifndef MK_DIRECTORY_H
 #define MK_DIRECTORY_H
@@ -96,6 +105,8 @@ const char *mk_directory_backend(const struct mk_directory *dir);
 enum mk_dir_status mk_directory_domain(struct mk_directory *dir, const char *domain);
 enum mk_dir_status mk_directory_user(struct mk_directory *dir, const char *address,
                                      struct mk_dir_user **user);
+enum mk_dir_status mk_directory_bind(struct mk_directory *dir, const struct mk_dir_user *user,
+                                     const char *password);
 
 char *const *mk_dir_user_values(const struct mk_dir_user *user, const char *attr);
 const char *mk_dir_user_value(const struct mk_dir_user *user, const char *attr);
@@ -115,6 +126,7 @@ struct mk_dir_backend {
     enum mk_dir_status (*user)(void *ctx, const char *address, struct mk_dir_user **user);
     void (*close)(void *ctx);
     bool cached;                        /* wrap in the lookup cache */
+    enum mk_dir_status (*bind)(void *ctx, const struct mk_dir_user *user, const char *password);
 };
 
 extern const struct mk_dir_backend mk_dir_files_backend;

@@ -13,6 +13,7 @@
 #include "mailkeep.h"
 #include "mk_config.h"
 #include "mk_log.h"
+#include "mk_run.h"
 #include "mk_util.h"
 
 #ifndef MK_SYSCONFDIR
@@ -37,6 +38,12 @@ static const struct {
 #ifdef HAVE_AUDIT
     {"audit", mailkeep_audit, "init | verify | search | reads: the audit log (mailkeep-auditd)"},
     {"usage", mailkeep_usage, "report | scan | purge: accounts by last login and mailbox space"},
+#endif
+#ifdef HAVE_PAM
+    {"otp", mailkeep_otp,
+     "enroll | confirm | list | revoke | recovery | apppass | unlock: second factors"},
+    {"password", mailkeep_password, "expire | status USER: password changes required"},
+    {"report", mailkeep_report, "passwords [-m]: accounts by password age, lockout, 2FA"},
 #endif
 #ifdef HAVE_RECALL
     {"recall", mailkeep_recall, "MESSAGE-ID | list | release: recall sent mail, undo-send"},
@@ -72,6 +79,33 @@ const char *mailkeep_admin_name(void)
     if ((pw = getpwuid(getuid())) != NULL)
         return pw->pw_name;
     return "";
+}
+
+char **mailkeep_mail_users(const struct mk_config *cfg)
+{
+    const char *args[] = {"user", "*", NULL};
+    char *out, *cursor, *line;
+    char **users = NULL;
+    size_t n = 0;
+
+    if (mk_run_cmd(mk_config_str(cfg, "usage", "doveadm"), args, NULL, 0, &out) != 0) {
+        fprintf(stderr, "mailkeep: doveadm user '*' failed: does the userdb support "
+                        "iteration?\n");
+        return NULL;
+    }
+    cursor = out;
+    while ((line = mk_str_next_line(&cursor)) != NULL) {
+        line = mk_str_trim(line);
+        if (*line == '\0')
+            continue;
+        users = mk_xrealloc(users, (n + 2) * sizeof(char *));
+        users[n++] = mk_xstrdup(line);
+        users[n] = NULL;
+    }
+    free(out);
+    if (users == NULL)
+        users = mk_xcalloc(1, sizeof(char *));
+    return users;
 }
 
 int main(int argc, char **argv)

@@ -14,6 +14,7 @@
  *	subcommand does, printing all its errors. mailkeep_admin_name() is
  *	the administrator behind the command, for the audit log: the user
  *	who ran sudo (SUDO_USER), else the login name of the real user.
+ *	mailkeep_mail_users() lists the mail accounts, for the reports.
  */
 #ifndef MAILKEEP_H
 #define MAILKEEP_H
@@ -28,11 +29,17 @@ int mailkeep_archive(const char *config_path, int argc, char **argv);
 int mailkeep_audit(const char *config_path, int argc, char **argv);
 int mailkeep_usage(const char *config_path, int argc, char **argv);
 int mailkeep_recall(const char *config_path, int argc, char **argv);
+int mailkeep_otp(const char *config_path, int argc, char **argv);
+int mailkeep_password(const char *config_path, int argc, char **argv);
+int mailkeep_report(const char *config_path, int argc, char **argv);
 
 struct mk_config;
 
 /* Load mailkeep.conf, or print every error and return NULL (exit EX_CONFIG). */
 struct mk_config *mailkeep_load_config(const char *path);
 const char *mailkeep_admin_name(void);
+/* The accounts Dovecot's userdb lists (doveadm user '*', [usage] doveadm),
+   NULL-terminated; NULL (after saying why) when doveadm fails. */
+char **mailkeep_mail_users(const struct mk_config *cfg);
 
 #endif

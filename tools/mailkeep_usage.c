@@ -445,33 +445,6 @@ static int mku_scan_user(struct au_client *c, sqlite3 *db, const struct mk_confi
     return rc;
 }
 
-/* The accounts Dovecot's userdb lists (doveadm user '*'). */
-static char **mku_all_users(const struct mk_config *cfg)
-{
-    const char *args[] = {"user", "*", NULL};
-    char *out, *cursor, *line;
-    char **users = NULL;
-    size_t n = 0;
-
-    if (mku_doveadm(cfg, args, &out) != 0) {
-        mku_err("doveadm user '*' failed: does the userdb support iteration?");
-        return NULL;
-    }
-    cursor = out;
-    while ((line = mk_str_next_line(&cursor)) != NULL) {
-        line = mk_str_trim(line);
-        if (*line == '\0')
-            continue;
-        users = mk_xrealloc(users, (n + 2) * sizeof(char *));
-        users[n++] = mk_xstrdup(line);
-        users[n] = NULL;
-    }
-    free(out);
-    if (users == NULL)
-        users = mk_xcalloc(1, sizeof(char *));
-    return users;
-}
-
 static int mku_scan(const struct mk_config *cfg, int argc, char **argv)
 {
     struct mku_filter f = {.inactive_days = -1, .over_bytes = -1};
@@ -494,7 +467,7 @@ static int mku_scan(const struct mk_config *cfg, int argc, char **argv)
         free(f.users);
         return EX_USAGE;
     }
-    users = f.all ? mku_all_users(cfg) : f.users;
+    users = f.all ? mailkeep_mail_users(cfg) : f.users;
     if (users == NULL)
         return EX_UNAVAILABLE;
     if ((c = au_client_open(mk_config_str(cfg, "audit", "socket"), &error)) == NULL) {

@@ -10,6 +10,11 @@ slapd with the demo directory, Dovecot (LMTP, IMAP, POP3, Sieve), Postfix
 with the Mailkeep milters, smtp-sink standing for the Internet, on fixed
 loopback ports, with its state in /var/tmp/mailkeep-sandbox. A small
 supervisor process keeps them running until `stop`.
+
+When pam_mailkeep.so is built, Dovecot (and so Postfix's SMTP AUTH, which
+asks Dovecot) authenticates through PAM: the service file
+/etc/pam.d/mailkeep-sandbox exists while the sandbox runs, and
+dave@example.com logs in with his password and a code.
 """
 import json
 import os
@@ -24,13 +29,24 @@ sys.path.insert(0, os.path.join(ROOT, 'tests', 'harness'))
 import mkstack  # noqa: E402
 from mkaudit import AuditD, plugin_modules  # noqa: E402
 
-BUILDDIR = os.environ.get('MK_BUILDDIR', os.path.join(ROOT, 'build'))
+BUILDDIR = os.path.abspath(os.environ.get('MK_BUILDDIR', os.path.join(ROOT, 'build')))
 STATE = os.environ.get('MK_SANDBOX_DIR', '/var/tmp/mailkeep-sandbox')
 PIDFILE = os.path.join(STATE, 'supervisor.pid')
 INFO = os.path.join(STATE, 'sandbox.json')
 PORTS = {'smtp': 2525, 'imap': 1143, 'pop3': 1110, 'lmtp': 2424, 'dovecot_auth': 2426,
          'ldap': 3389, 'sink': 2526, 'block': 10025, 'dlp': 10026, 'av': 10027,
          'recall': 10028, 'journal': 10029}
+
+# pam_mailkeep: the PAM service Dovecot's passdb uses while the sandbox runs
+PAM_MODULE = os.path.join(BUILDDIR, 'pam', 'pam_mailkeep.so')
+PAM_SERVICE = 'mailkeep-sandbox'
+PAM_SERVICE_FILE = os.path.join('/etc/pam.d', PAM_SERVICE)
+PAM_MARK = '# written by contrib/sandbox/mailkeep-sandbox up, removed by down'
+# The demo user with a second factor. His secret is fixed and published so
+# that anyone can compute his codes with oathtool: a demo only. Real users
+# are enrolled with a random secret (mailkeep otp enroll USER).
+OTP_USER = 'dave@example.com'
+OTP_SECRET = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP'
 
 EICAR = b'X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
 
@@ -216,6 +232,83 @@ auth_socket = {dovecot.base_dir}/auth-client
     return conf
 
 
+def otp_config(slapd):
+    d = os.path.join(STATE, 'otp')
+    return base_config('pam_mailkeep and mailkeep otp: see pam_mailkeep(8), mailkeep(8)',
+                       slapd) + f"""
+[otp]
+store = {d}/store
+key_file = {d}/otp.key
+# no network is spared the second factor (policy exempt-trusted)
+trusted_networks =
+"""
+
+
+def otp_setup(slapd):
+    """pam_mailkeep's configuration and second-factor store (root's only),
+    and dave, whom the directory obliges to give a code, enrolled with the
+    demo secret. A second start finds him enrolled and leaves him so."""
+    d = os.path.join(STATE, 'otp')
+    store = os.path.join(d, 'store')
+    for path in (d, store):
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        os.chmod(path, 0o700)
+    conf = os.path.join(d, 'mailkeep.conf')
+    fd = os.open(conf + '.tmp', os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'w') as f:
+        f.write(otp_config(slapd))          # holds the directory's service password
+    os.replace(conf + '.tmp', conf)
+    slapd.modify('dn: %s\nchangetype: modify\nreplace: mailkeepOTPPolicy\n'
+                 'mailkeepOTPPolicy: required\n' % slapd.user_dn(OTP_USER.split('@')[0]))
+    otp = [os.path.join(BUILDDIR, 'tools', 'mailkeep'), '-c', conf, 'otp']
+    listed = subprocess.run(otp + ['list', OTP_USER], capture_output=True, text=True,
+                            check=True).stdout
+    if not listed.startswith(OTP_USER + ': totp'):
+        subprocess.run(otp + ['enroll', '-K', '-q', OTP_USER], input=OTP_SECRET + '\n',
+                       text=True, check=True, stdout=subprocess.DEVNULL)
+        # Confirm with the code of the step before the current one (within
+        # [otp] window): the store keeps the last step used, so the code
+        # oathtool shows now is still good for the first login.
+        if 30 - time.time() % 30 < 3:
+            time.sleep(3)
+        code = subprocess.run(['oathtool', '--totp', '-b', '-N', '@%d' % (time.time() - 30),
+                               OTP_SECRET], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        confirmed = subprocess.run(otp + ['confirm', OTP_USER, code], capture_output=True,
+                                   text=True, check=True).stdout
+        # the recovery codes, each good once instead of a code
+        fd = os.open(os.path.join(d, 'dave.recovery'),
+                     os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, 'w') as f:
+            f.write(confirmed)
+    return conf
+
+
+def pam_service_write(conf):
+    """The PAM service Dovecot's passdb names: pam_mailkeep alone checks
+    the password (an LDAP bind), the second factor and lockout."""
+    text = f"""{PAM_MARK}
+# Dovecot's passdb pam (service {PAM_SERVICE}); see pam_mailkeep(8).
+auth    required {PAM_MODULE} config={conf} bind
+account required {PAM_MODULE} config={conf}
+"""
+    with open(PAM_SERVICE_FILE + '.tmp', 'w') as f:
+        f.write(text)
+    os.chmod(PAM_SERVICE_FILE + '.tmp', 0o644)
+    os.replace(PAM_SERVICE_FILE + '.tmp', PAM_SERVICE_FILE)
+
+
+def pam_service_remove():
+    """Remove the service file, if it is the sandbox's."""
+    try:
+        with open(PAM_SERVICE_FILE) as f:
+            ours = f.readline().rstrip('\n') == PAM_MARK
+    except FileNotFoundError:
+        return
+    if ours:
+        os.unlink(PAM_SERVICE_FILE)
+
+
 def serve():
     """The supervisor: start everything, write the info file, wait for SIGTERM."""
     stop = []
@@ -231,8 +324,13 @@ def serve():
     st.sink.port = PORTS['sink']
     block = None
     daemons = []
+    pam_conf = None
     try:
         st.slapd.start()
+        if os.path.exists(PAM_MODULE):
+            pam_conf = otp_setup(st.slapd)
+            pam_service_write(pam_conf)
+            dv.passdb = '  driver = pam\n  args = failure_show_msg=yes %s' % PAM_SERVICE
         bdir = os.path.join(STATE, 'block')
         os.makedirs(os.path.join(bdir, 'personal'), exist_ok=True)
         for name, text in LISTS.items():
@@ -368,6 +466,8 @@ def serve():
             'audit_log_dir': audit.log_dir if audit else None,
             'recall_config': rconf if recall else None,
             'recall_log': recall.stderr_path if recall else None,
+            'otp_config': pam_conf,
+            'pam_service': PAM_SERVICE_FILE if pam_conf else None,
         }
         with open(INFO + '.tmp', 'w') as f:
             json.dump(info, f, indent=1)
@@ -383,6 +483,7 @@ def serve():
         if block:
             block.stop()
         st.stop()
+        pam_service_remove()
         for p in (INFO, PIDFILE):
             if os.path.exists(p):
                 os.unlink(p)
@@ -481,9 +582,33 @@ def recall_help(i):
 """
 
 
+def otp_help(i):
+    if not i.get('otp_config'):
+        return ''
+    c = i['otp_config']
+    return f"""  # two-factor login (pam_mailkeep; Dovecot's passdb is PAM, {i['pam_service']}):
+  # dave@example.com logs in over IMAP (and POP3, SMTP AUTH) with the password
+  # "mailkeep" followed by the current code of
+  #     oathtool --totp -b {OTP_SECRET}
+  curl -s -u "dave@example.com:mailkeep$(oathtool --totp -b {OTP_SECRET})" \\
+      'imap://127.0.0.1:{i['ports']['imap']}/'
+  # "mailkeep" alone is refused; a code is good once (the next comes within 30 s);
+  # five failures lock the account for 15 minutes
+  # {OTP_SECRET} is a demo secret, fixed so that you can compute dave's codes;
+  # real users are enrolled with a random one (an authenticator app scans the QR code):
+  build/tools/mailkeep -c {c} otp enroll USER
+  build/tools/mailkeep -c {c} otp list
+  # a password for a client that cannot add a code; unlock after failures
+  build/tools/mailkeep -c {c} otp apppass add dave@example.com
+  build/tools/mailkeep -c {c} otp unlock dave@example.com
+  # dave's recovery codes: {os.path.join(os.path.dirname(c), 'dave.recovery')}
+"""
+
+
 def show():
     i = json.load(open(INFO))
     p = i['ports']
+    two_factor = ';\n         dave gives a code too (below)' if i.get('otp_config') else ''
     print(f"""
 Mailkeep sandbox is up (state in {i['state']})
 
@@ -494,7 +619,7 @@ Mailkeep sandbox is up (state in {i['state']})
   the "Internet" (smtp-sink)       127.0.0.1:{p['sink']}, mail dumped in {i['sink_dump']}
 
   Users: alice, bob, carol, dave, erin, frank, grace, admin @example.com;
-         wei, mei, jun, hsu @example.org. Every password is "mailkeep".
+         wei, mei, jun, hsu @example.org. Every password is "mailkeep"{two_factor}.
 
 Try it:
   # a message that gets through, then read it over IMAP
@@ -510,7 +635,7 @@ Try it:
   swaks -s 127.0.0.1:{i['smtp_port']} --xclient-addr 203.0.113.5 -f deals@promo.example -t bob@example.com
   curl -s -u bob@example.com:mailkeep 'imap://127.0.0.1:{p['imap']}/Junk;UID=1'
 
-{dlp_help(i)}{av_help(i)}{archive_help(i)}{audit_help(i)}{recall_help(i)}
+{dlp_help(i)}{av_help(i)}{archive_help(i)}{audit_help(i)}{recall_help(i)}{otp_help(i)}
   Edit a list (it reloads within seconds): {i['block_lists']}/bad-senders
   Reload the configuration: kill -USR1 {i['block_pid']}   ({i['block_config']})
   Logs: {i['block_log']}
@@ -550,10 +675,18 @@ def main(argv):
         pid = running_pid()
         if pid:
             os.kill(pid, signal.SIGTERM)
-            for _ in range(300):
+            # the milters take some seconds each; the supervisor removes the
+            # PAM service file last, after Dovecot
+            for _ in range(1200):
                 if running_pid() is None:
                     break
                 time.sleep(0.1)
+        pid = running_pid()
+        if pid is not None:
+            sys.stderr.write('mailkeep-sandbox: the supervisor (pid %d) is still stopping\n'
+                             % pid)
+            return 1
+        pam_service_remove()                # a supervisor that died left it
         print('Mailkeep sandbox stopped.')
         return 0
     if cmd == 'status':

@@ -546,8 +546,12 @@ class Slapd(_Component):
     service_pw = 'service-secret'
     people_dn = 'ou=people,dc=mailkeep,dc=test'
 
-    def __init__(self, workdir=None, port=None, demo_ldif=None, schema=None):
+    def __init__(self, workdir=None, port=None, demo_ldif=None, schema=None, ppolicy=False):
+        """ppolicy: load the password policy overlay, with a default policy
+        (cn=default,ou=policies) whose pwdMustChange sets pwdReset when an
+        administrator sets a password."""
         super().__init__(workdir, 'slapd')
+        self.ppolicy = ppolicy
         self.port = port or free_port()
         self.host = LOOPBACK
         self.uri = 'ldap://%s:%d' % (self.host, self.port)
@@ -567,6 +571,7 @@ pidfile {self.dir}/slapd.pid
 argsfile {self.dir}/slapd.args
 modulepath /usr/lib/ldap
 moduleload back_mdb
+{"moduleload ppolicy" if self.ppolicy else ""}
 loglevel stats
 sizelimit 1000
 
@@ -580,7 +585,7 @@ index objectClass eq
 index uid,mail eq,sub
 index member eq
 index associatedDomain eq
-
+{self._ppolicy_conf()}
 access to attrs=userPassword
     by self write
     by anonymous auth
@@ -590,6 +595,24 @@ access to *
     by self read
     by users read
     by * none
+"""
+
+    def _ppolicy_conf(self):
+        if not self.ppolicy:
+            return ''
+        return 'overlay ppolicy\nppolicy_default "cn=default,ou=policies,%s"\n' % self.base_dn
+
+    POLICY_LDIF = """dn: ou=policies,{base}
+objectClass: organizationalUnit
+ou: policies
+
+dn: cn=default,ou=policies,{base}
+objectClass: device
+objectClass: pwdPolicy
+cn: default
+pwdAttribute: userPassword
+pwdMustChange: TRUE
+pwdAllowUserChange: TRUE
 """
 
     def _start(self):
@@ -604,6 +627,9 @@ access to *
         self._launch(['slapd', '-d', 'stats', '-u', 'openldap', '-g', 'openldap',
                       '-f', self.conf_path, '-h', self.uri + '/'], self.log_path)
         self._wait_ready([self.port], [self.log_path])
+        if self.ppolicy and not self.search('(cn=default)', ['cn'],
+                                            base='dc=mailkeep,dc=test'):
+            self.add(self.POLICY_LDIF.format(base=self.base_dn))
 
     # ---- client helpers (ldap-utils)
 
@@ -649,17 +675,19 @@ class Dovecot(_Component):
 
     def __init__(self, workdir=None, slapd=None, mail_user='mail',
                  mail_plugins='', plugin_modules=(), plugin_settings=None,
-                 extra_conf=''):
+                 extra_conf='', passdb=None):
         """mail_plugins: added to mail_plugins for every protocol;
         plugin_modules: paths of our own plugin .so files, loaded from a
         module directory of links next to Dovecot's own modules;
         plugin_settings: {name: value} for the plugin {} section;
-        extra_conf: appended to dovecot.conf."""
+        extra_conf: appended to dovecot.conf; passdb: the passdb { } block's
+        contents, instead of LDAP with auth_bind."""
         super().__init__(workdir, 'dovecot')
         self.mail_plugins = mail_plugins
         self.plugin_modules = list(plugin_modules)
         self.plugin_settings = dict(plugin_settings or {})
         self.extra_conf = extra_conf
+        self.passdb = passdb
         self.module_dir = os.path.join(self.dir, 'modules')
         if slapd is None:
             raise ValueError('Dovecot needs a Slapd')
@@ -743,8 +771,7 @@ namespace inbox {{
 }}
 
 passdb {{
-  driver = ldap
-  args = {self.dir}/ldap-passdb.conf.ext
+{self._passdb_conf()}
 }}
 userdb {{
   driver = ldap
@@ -805,6 +832,9 @@ plugin {{
 {self._plugin_settings()}}}
 {self.extra_conf}
 """
+
+    def _passdb_conf(self):
+        return self.passdb or '  driver = ldap\n  args = %s/ldap-passdb.conf.ext' % self.dir
 
     def _module_dir_line(self):
         return 'mail_plugin_dir = %s\n' % self.module_dir if self.plugin_modules else ''
