@@ -3,13 +3,13 @@
  */
 #include "config.h"
 
-#include <ctype.h>
 #include <liboath/oath.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "mk_crypto.h"
 #include "mk_otp.h"
 #include "mk_util.h"
 
@@ -194,16 +194,10 @@ int mk_otp_secret_parse(const char *text, unsigned char *out, size_t *len)
     }
     clean[n] = '\0';
     if (hex) {
-        if (n % 2 != 0 || n / 2 < 16 || n / 2 > MK_OTP_SECRET_MAX)
+        /* lower-cased above, as mk_crypto_unhex() reads it */
+        if (n % 2 != 0 || n / 2 < 16 || n / 2 > MK_OTP_SECRET_MAX
+            || mk_crypto_unhex(clean, n / 2, out) != 0)
             return -1;
-        for (size_t i = 0; i < n / 2; i++) {
-            unsigned v;
-
-            if (sscanf(clean + 2 * i, "%2x", &v) != 1 || !isxdigit((unsigned char) clean[2 * i])
-                || !isxdigit((unsigned char) clean[2 * i + 1]))
-                return -1;
-            out[i] = (unsigned char) v;
-        }
         *len = n / 2;
         return 0;
     }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mailkeep.h"
@@ -79,6 +80,22 @@ const char *mailkeep_admin_name(void)
     if ((pw = getpwuid(getuid())) != NULL)
         return pw->pw_name;
     return "";
+}
+
+const char *mailkeep_time(time_t t, const char *format, const char *none, char *buf,
+                          size_t len)
+{
+    struct tm tm;
+
+    if (t <= 0)
+        return none;
+    localtime_r(&t, &tm);
+    /* The callers' formats are checked at their calls (format(strftime)). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+    strftime(buf, len, format, &tm);
+#pragma GCC diagnostic pop
+    return buf;
 }
 
 char **mailkeep_mail_users(const struct mk_config *cfg)

@@ -20,6 +20,7 @@
 #define MAILKEEP_H
 
 #include <stddef.h>
+#include <time.h>
 
 int mailkeep_config(const char *config_path, int argc, char **argv);
 int mailkeep_directory(const char *config_path, int argc, char **argv);
@@ -41,5 +42,8 @@ const char *mailkeep_admin_name(void);
 /* The accounts Dovecot's userdb lists (doveadm user '*', [usage] doveadm),
    NULL-terminated; NULL (after saying why) when doveadm fails. */
 char **mailkeep_mail_users(const struct mk_config *cfg);
+/* t in local time with strftime's format into buf; none when t is 0 or less. */
+const char *mailkeep_time(time_t t, const char *format, const char *none, char *buf,
+                          size_t len) __attribute__((format(strftime, 2, 0)));
 
 #endif

@@ -36,6 +36,9 @@
 #include "mk_util.h"
 #include "otp_qr.h"
 
+/* A time in the listings, "-" when there is none. */
+#define OTP_WHEN(t, buf) mailkeep_time((t), "%Y-%m-%d %H:%M", "-", (buf), sizeof(buf))
+
 struct otp_cmd {
     struct mk_config *cfg;
     struct mk_otp_store *store;
@@ -54,17 +57,6 @@ static void otp_usage(void)
             "       mailkeep otp apppass list USER\n"
             "       mailkeep otp apppass revoke USER ID|all\n"
             "       mailkeep otp unlock USER\n");
-}
-
-static const char *otp_when(time_t t, char *buf, size_t len)
-{
-    struct tm tm;
-
-    if (t == 0)
-        return "-";
-    localtime_r(&t, &tm);
-    strftime(buf, len, "%Y-%m-%d %H:%M", &tm);
-    return buf;
 }
 
 /* The user as the store names them: lower case; a mail user must be in the directory. */
@@ -367,25 +359,25 @@ static void otp_show(const struct mk_config *cfg, const char *user, const struct
         printf(", %u s", r->token.period);
     if (r->token.present)
         printf(", enrolled %s, last used %s, %zu recovery code%s left",
-               otp_when(r->token.created, b1, sizeof(b1)), otp_when(r->used, b2, sizeof(b2)),
+               OTP_WHEN(r->token.created, b1), OTP_WHEN(r->used, b2),
                r->nrecovery, r->nrecovery == 1 ? "" : "s");
     if (r->pending.present)
         printf("; an enrolment waits for confirmation");
     printf("\n");
     if (r->locked)
         printf("  locked %s (after %u failures, the last %s)\n",
-               r->locked_until != 0 ? otp_when(r->locked_until, b1, sizeof(b1))
+               r->locked_until != 0 ? OTP_WHEN(r->locked_until, b1)
                                     : "until unlocked",
-               r->failures, otp_when(r->failed, b2, sizeof(b2)));
+               r->failures, OTP_WHEN(r->failed, b2));
     else if (r->failures > 0)
         printf("  %u failed attempt%s, the last %s (locked at %lld)\n", r->failures,
-               r->failures == 1 ? "" : "s", otp_when(r->failed, b1, sizeof(b1)),
+               r->failures == 1 ? "" : "s", OTP_WHEN(r->failed, b1),
                mk_config_num(cfg, "otp", "max_failures"));
     for (size_t i = 0; i < r->napppass; i++)
         printf("  application password %u: %s, service %s, created %s, last used %s from %s\n",
                r->apppass[i].id, r->apppass[i].label, r->apppass[i].service,
-               otp_when(r->apppass[i].created, b1, sizeof(b1)),
-               otp_when(r->apppass[i].used, b2, sizeof(b2)), r->apppass[i].host);
+               OTP_WHEN(r->apppass[i].created, b1),
+               OTP_WHEN(r->apppass[i].used, b2), r->apppass[i].host);
 }
 
 static int otp_list(struct otp_cmd *c, int argc, char **argv)
@@ -615,7 +607,7 @@ static int otp_apppass(struct otp_cmd *c, int argc, char **argv)
            "It is shown only now. Use it instead of the password (and code) in the mail\n"
            "client; the dashes may be left out.\n",
            user, r.apppass[r.napppass - 1].id, label, service,
-           otp_when(time(NULL), b, sizeof(b)), password);
+           OTP_WHEN(time(NULL), b), password);
     OPENSSL_cleanse(password, strlen(password));
     free(password);
     rc = otp_commit(lock, &r);

@@ -25,6 +25,9 @@
 #include "mk_otpstore.h"
 #include "mk_util.h"
 
+/* A time in the listings, "-" when there is none. */
+#define PW_DATE(t, buf) mailkeep_time((t), "%Y-%m-%d", "-", (buf), sizeof(buf))
+
 struct pw_account {
     char *user;
     struct mk_password_state st;
@@ -130,17 +133,6 @@ static int pw_expire(const struct mk_config *cfg, int argc, char **argv)
     return rc;
 }
 
-static const char *pw_date(time_t t, char *buf, size_t len)
-{
-    struct tm tm;
-
-    if (t == 0)
-        return "-";
-    localtime_r(&t, &tm);
-    strftime(buf, len, "%Y-%m-%d", &tm);
-    return buf;
-}
-
 static const char *pw_state_word(const struct pw_account *a)
 {
     if (a->locked)
@@ -161,7 +153,7 @@ static void pw_line(FILE *fp, const struct pw_account *a)
     else
         snprintf(age, sizeof(age), "%ld", a->age_days);
     fprintf(fp, "%-32s %6s  %-10s %-10s %-9s %-14s %-4s %zu\n", a->user, age,
-            pw_date(a->st.changed, b1, sizeof(b1)), pw_date(a->st.expires, b2, sizeof(b2)),
+            PW_DATE(a->st.changed, b1), PW_DATE(a->st.expires, b2),
             pw_state_word(a), mk_otp_policy_name(a->policy), a->enrolled ? "yes" : "no",
             a->napppass);
 }

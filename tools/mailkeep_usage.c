@@ -160,17 +160,7 @@ static int mku_accounts(sqlite3 *db, const struct mku_filter *f, struct mku_acco
     return 0;
 }
 
-static const char *mku_when(long long t, char *buf, size_t len)
-{
-    struct tm tm;
-    time_t tt = (time_t) t;
-
-    if (t <= 0)
-        return "never";
-    localtime_r(&tt, &tm);
-    strftime(buf, len, "%Y-%m-%d %H:%M", &tm);
-    return buf;
-}
+#define MKU_WHEN "%Y-%m-%d %H:%M"      /* when an account was last used */
 
 static const char *mku_size(long long bytes, char *buf, size_t len)
 {
@@ -322,8 +312,9 @@ static int mku_report(const struct mk_config *cfg, int argc, char **argv)
         }
         printf("%-32s %9lld %8s %5lld  %-16s  %-16s  %-16s\n", a[i].user, a[i].messages,
                mku_size(a[i].vsize, s, sizeof(s)), a[i].mailboxes,
-               mku_when(a[i].last_login, l, sizeof(l)), mku_when(a[i].imap, im, sizeof(im)),
-               mku_when(a[i].pop3, po, sizeof(po)));
+               mailkeep_time((time_t) a[i].last_login, MKU_WHEN, "never", l, sizeof(l)),
+               mailkeep_time((time_t) a[i].imap, MKU_WHEN, "never", im, sizeof(im)),
+               mailkeep_time((time_t) a[i].pop3, MKU_WHEN, "never", po, sizeof(po)));
     }
     mku_accounts_free(a, n);
     return EX_OK;
