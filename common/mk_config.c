@@ -181,6 +181,34 @@ static bool mk_config_enum_ok(const char *choices, const char *value)
     return false;
 }
 
+/* Each item of a list of networks or of NAME:CHOICE pairs. */
+static char *mk_config_check_list(const struct mk_config_key *k, const char *value)
+{
+    char **items = mk_str_split(value, " \t,", NULL);
+    char *problem = NULL;
+
+    for (size_t i = 0; items[i] != NULL && problem == NULL; i++) {
+        if (k->type == MK_CFG_NETS) {
+            struct mk_cidr net;
+            const char *why;
+
+            if (mk_cidr_parse(items[i], &net, &why) != 0)
+                problem = mk_xasprintf("'%s' is not a network: %s", items[i], why);
+        } else {
+            char *colon = strrchr(items[i], ':');
+
+            if (colon == NULL || colon == items[i])
+                problem = mk_xasprintf("'%s' is not NAME:CHOICE (CHOICE one of %s)", items[i],
+                                       k->choices);
+            else if (!mk_config_enum_ok(k->choices, colon + 1))
+                problem = mk_xasprintf("'%s': '%s' is not one of %s", items[i], colon + 1,
+                                       k->choices);
+        }
+    }
+    mk_str_array_free(items);
+    return problem;
+}
+
 /*
  * Check one value against its schema entry and convert it. Returns NULL
  * when it is good, or a description of what is wrong.
@@ -199,6 +227,9 @@ static char *mk_config_check(const struct mk_config_key *k, const char *value,
         if (*value != '\0' && *value != '/')
             return mk_xasprintf("'%s' is not an absolute path", value);
         return NULL;
+    case MK_CFG_NETS:
+    case MK_CFG_MAP:
+        return mk_config_check_list(k, value);
     case MK_CFG_SOCKET:
         if (*value != '\0' && mk_socket_spec_check(value) < 0)
             return mk_xasprintf("'%s' is not a socket (unix:/path, inet:port@host or inet6:port@host)", value);

@@ -65,6 +65,8 @@ enum mk_config_type {
     MK_CFG_LIST,                        /* words separated by white space or commas */
     MK_CFG_PHRASES,                     /* phrases separated by commas */
     MK_CFG_SOCKET,
+    MK_CFG_NETS,                        /* a list of addresses or address/prefix */
+    MK_CFG_MAP,                         /* a list of NAME:CHOICE, choices as ENUM */
 };
 
 struct mk_config_key {
@@ -72,7 +74,7 @@ struct mk_config_key {
     const char *name;
     enum mk_config_type type;
     const char *def;                    /* default, as the file would spell it; NULL: required */
-    const char *choices;                /* MK_CFG_ENUM: "a|b|c" */
+    const char *choices;                /* MK_CFG_ENUM, MK_CFG_MAP: "a|b|c" */
     long long min, max;                 /* numeric types; max 0 = no limit */
 };
 

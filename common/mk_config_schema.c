@@ -17,6 +17,8 @@
 #define D(sec, name, def, lo, hi)	{sec, name, MK_CFG_DURATION, def, NULL, lo, hi}
 #define Z(sec, name, def, lo, hi)	{sec, name, MK_CFG_SIZE, def, NULL, lo, hi}
 #define SOCK(sec, def)			{sec, "socket", MK_CFG_SOCKET, def, NULL, 0, 0}
+#define N(sec, name, def)		{sec, name, MK_CFG_NETS, def, NULL, 0, 0}
+#define M(sec, name, def, choices)	{sec, name, MK_CFG_MAP, def, choices, 0, 0}
 #define PH(sec, name, def)		{sec, name, MK_CFG_PHRASES, def, NULL, 0, 0}
 #define REQUIRED			NULL
 
@@ -34,7 +36,7 @@ const struct mk_config_key mk_config_schema[] = {
     E("global", "log_level", "info", "error|warning|info|debug"),
     P("global", "state_dir", MK_LOCALSTATEDIR "/lib/mailkeep"),
     P("global", "spool_dir", MK_LOCALSTATEDIR "/spool/mailkeep"),
-    L("global", "trusted_networks", "127.0.0.0/8 ::1/128"),
+    N("global", "trusted_networks", "127.0.0.0/8 ::1/128"),
     L("global", "originating_daemons", "ORIGINATING"),
     L("global", "local_domains", ""),
     E("global", "directory", "files", "files|ldap"),
@@ -174,8 +176,8 @@ const struct mk_config_key mk_config_schema[] = {
     P("otp", "store", MK_LOCALSTATEDIR "/lib/mailkeep/otp"),
     P("otp", "key_file", MK_SYSCONFDIR "/mailkeep/otp.key"),
     E("otp", "policy", "optional", "required|optional|exempt-trusted"),
-    L("otp", "group_policy", ""),
-    L("otp", "trusted_networks", ""),
+    M("otp", "group_policy", "", "required|optional|exempt-trusted"),
+    N("otp", "trusted_networks", ""),
     S("otp", "issuer", "Mailkeep"),
     E("otp", "algorithm", "sha1", "sha1|sha256|sha512"),
     I("otp", "digits", "6", 6, 8),

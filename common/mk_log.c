@@ -18,11 +18,13 @@
 static char mk_log_ident[64] = "mailkeep";
 static enum mk_log_dest mk_log_dest = MK_LOG_STDERR;
 static atomic_int mk_log_level = MK_LOG_INFO;
+static int mk_log_facility;             /* MK_LOG_HOST: ours; else openlog()'s */
 
 void mk_log_open(const char *ident, enum mk_log_dest dest, int facility)
 {
     snprintf(mk_log_ident, sizeof(mk_log_ident), "%s", ident);
     mk_log_dest = dest;
+    mk_log_facility = dest == MK_LOG_HOST ? facility : 0;
     if (dest == MK_LOG_SYSLOG)
         openlog(mk_log_ident, LOG_PID | LOG_NDELAY, facility);
 }
@@ -85,6 +87,11 @@ static void mk_log_emit(enum mk_log_level level, const char *queue_id,
             syslog(prio[level], "%s: %s%s", queue_id, prefix[level], msg);
         else
             syslog(prio[level], "%s%s", prefix[level], msg);
+    } else if (mk_log_dest == MK_LOG_HOST) {
+        /* The program's own syslog identity stays; ours goes in the line. */
+        syslog(mk_log_facility | prio[level], "%s: %s%s%s%s", mk_log_ident,
+               queue_id && *queue_id ? queue_id : "", queue_id && *queue_id ? ": " : "",
+               prefix[level], msg);
     } else {
         /* One fprintf call, so concurrent lines do not interleave. */
         if (queue_id && *queue_id)

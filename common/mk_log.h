@@ -22,13 +22,17 @@
  *	Callers never pass message content or personal data: a detector
  *	name and a count, a rule's file and line, never the matched text.
  *
+ *	MK_LOG_HOST is for code loaded into another program (a PAM module):
+ *	it logs to syslog with the given facility but leaves the program's
+ *	openlog() identity alone, naming itself at the start of each line.
+ *
  *	mk_log_fatal() logs and exits with status 1.
  */
 #ifndef MK_LOG_H
 #define MK_LOG_H
 
 enum mk_log_level { MK_LOG_ERROR, MK_LOG_WARNING, MK_LOG_INFO, MK_LOG_DEBUG };
-enum mk_log_dest { MK_LOG_SYSLOG, MK_LOG_STDERR };
+enum mk_log_dest { MK_LOG_SYSLOG, MK_LOG_STDERR, MK_LOG_HOST };
 
 void mk_log_open(const char *ident, enum mk_log_dest dest, int facility);
 void mk_log_set_level(enum mk_log_level level);

@@ -19,7 +19,7 @@
  *	otp_policy in the directory (LDAP mailkeepOTPPolicy); the strictest
  *	policy among the groups named in [otp] group_policy (GROUP:POLICY)
  *	that the user belongs to; [otp] policy. *source says which
- *	("user", "group GROUP", "default"). user may be NULL (not in the
+ *	("user", "group", "default"). user may be NULL (not in the
  *	directory). A value that is not a policy fails with a message.
  *
  *	    required		a second factor at every login

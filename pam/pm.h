@@ -16,7 +16,9 @@
  *	pm_open() reads the module's arguments and mailkeep.conf, gets the
  *	user name (folded to lower case) and opens the second-factor store;
  *	pm_lookup() asks the directory for the user (c->duser stays NULL for
- *	a user it does not know). Both return PAM_SUCCESS or a PAM error
+ *	a user it does not know). The configuration and the directory's
+ *	answer are kept on the PAM handle for the transaction's later calls
+ *	(auth, then account), for the same file and user. Both return PAM_SUCCESS or a PAM error
  *	after logging why; pm_close() frees what they took.
  *
  *	The arguments are:
@@ -55,6 +57,7 @@ struct pm_ctx {
     bool record;
     bool debug;
     bool bind;
+    bool looked_up;                     /* pm_lookup() done (maybe by an earlier call) */
 };
 
 int pm_open(struct pm_ctx *c, pam_handle_t *pamh, int argc, const char **argv);

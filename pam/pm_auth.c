@@ -139,20 +139,28 @@ static int pm_fail(struct pm_ctx *c, struct mk_otp_lock *lock, struct mk_otp_rec
         r->locked = true;
         r->locked_until = lockout > 0 ? now + (time_t) lockout : 0;
     }
-    pam_syslog(c->pamh, LOG_NOTICE, "user %s: refused: %s, from %s (failure %u of %lld)%s",
-               c->user, why, rhost != NULL ? rhost : "local", r->failures, max,
-               r->locked ? "; account locked" : "");
+    if (max > 0)
+        pam_syslog(c->pamh, LOG_NOTICE, "user %s: refused: %s, from %s (failure %u of %lld)%s",
+                   c->user, why, rhost != NULL ? rhost : "local", r->failures, max,
+                   r->locked ? "; account locked" : "");
+    else
+        pam_syslog(c->pamh, LOG_NOTICE, "user %s: refused: %s, from %s (failure %u)",
+                   c->user, why, rhost != NULL ? rhost : "local", r->failures);
     if (pm_save(c, lock, r) != 0)
         return PAM_AUTHINFO_UNAVAIL;
     return r->locked ? PAM_MAXTRIES : PAM_AUTH_ERR;
 }
 
-/* The second factor was given: forward the password alone to the next module. */
+/* The second factor was given: forward the password alone to the next module.
+ * The code is spent either way; the failures start again only when nothing
+ * is left to check here (with bind, pm_bind() does it after the password). */
 static int pm_pass(struct pm_ctx *c, struct mk_otp_lock *lock, struct mk_otp_record *r,
                    const char *password, const char *what, const char *rhost)
 {
-    r->failures = 0;
-    r->failed = 0;
+    if (!c->bind) {
+        r->failures = 0;
+        r->failed = 0;
+    }
     if (pm_save(c, lock, r) != 0)
         return PAM_AUTHINFO_UNAVAIL;
     if (password != NULL && pam_set_item(c->pamh, PAM_AUTHTOK, password) != PAM_SUCCESS)
@@ -217,8 +225,11 @@ static int pm_bind(struct pm_ctx *c, struct mk_otp_lock *lock, struct mk_otp_rec
     }
 }
 
+/* The code in the password or at a second prompt. With optional (a trusted
+ * network) a code at the end of the password is used and taken off, but
+ * its absence is no failure and nothing is asked. */
 static int pm_second_factor(struct pm_ctx *c, struct mk_otp_lock *lock, struct mk_otp_record *r,
-                            char *password, time_t now, const char *rhost)
+                            char *password, time_t now, const char *rhost, bool optional)
 {
     struct mk_otp_token t;
     const char *what = NULL, *resp_what = NULL;
@@ -247,6 +258,10 @@ static int pm_second_factor(struct pm_ctx *c, struct mk_otp_lock *lock, struct m
         && pm_try_code(c, r, &t, password + len - PM_RECOVERY_LEN, now, &what) == 0) {
         password[len - PM_RECOVERY_LEN] = '\0';
         rc = pm_pass(c, lock, r, password, what, rhost);
+        goto done;
+    }
+    if (optional) {
+        rc = PAM_IGNORE;
         goto done;
     }
     /* A second prompt, for services that can ask. Dovecot answers every
@@ -296,8 +311,14 @@ int pm_auth(struct pm_ctx *c)
         free(error);
         return PAM_AUTHINFO_UNAVAIL;
     }
+    if (c->bind && c->duser == NULL && r.napppass == 0) {
+        pam_syslog(c->pamh, LOG_NOTICE, "user %s: refused: not in the directory, from %s",
+                   c->user, rhost != NULL ? rhost : "local");
+        mk_otp_record_free(&r);
+        return PAM_USER_UNKNOWN;
+    }
     need = !exempt && (r.token.present || policy != MK_OTP_OPTIONAL);
-    if (!need && r.napppass == 0 && !r.locked && !c->bind) {
+    if (!need && !r.token.present && r.napppass == 0 && !r.locked && !c->bind) {
         if (c->debug)
             pam_syslog(c->pamh, LOG_DEBUG, "user %s: no second factor needed (policy %s, %s)%s",
                        c->user, mk_otp_policy_name(policy), source,
@@ -335,7 +356,9 @@ int pm_auth(struct pm_ctx *c)
             /* A lock that ran out was cleared above: keep it so. */
             if (cleared && pm_save(c, lock, &r) != 0)
                 rc = PAM_AUTHINFO_UNAVAIL;
-            else if (c->bind)
+            else if (r.token.present)   /* exempt, but used to adding the code */
+                rc = pm_second_factor(c, lock, &r, password, now, rhost, true);
+            if (rc == PAM_IGNORE && c->bind)
                 rc = pm_bind(c, lock, &r, password, now, rhost);
         } else if (!r.token.present) {
             pam_syslog(c->pamh, LOG_NOTICE, "user %s: refused: policy %s (%s) and no second "
@@ -343,7 +366,7 @@ int pm_auth(struct pm_ctx *c)
                        rhost != NULL ? rhost : "local");
             rc = PAM_AUTH_ERR;
         } else {
-            rc = pm_second_factor(c, lock, &r, password, now, rhost);
+            rc = pm_second_factor(c, lock, &r, password, now, rhost, false);
             if (rc == PAM_IGNORE && c->bind)
                 rc = pm_bind(c, lock, &r, password, now, rhost);
         }

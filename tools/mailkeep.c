@@ -13,6 +13,7 @@
 
 #include "mailkeep.h"
 #include "mk_config.h"
+#include "mk_directory.h"
 #include "mk_log.h"
 #include "mk_run.h"
 #include "mk_util.h"
@@ -96,6 +97,36 @@ const char *mailkeep_time(time_t t, const char *format, const char *none, char *
     strftime(buf, len, format, &tm);
 #pragma GCC diagnostic pop
     return buf;
+}
+
+char *mailkeep_account(const struct mk_config *cfg, const char *arg, int *rc)
+{
+    struct mk_directory *dir;
+    struct mk_dir_user *u = NULL;
+    char *error = NULL, *user = mk_xstrdup(arg);
+    enum mk_dir_status st;
+
+    mk_str_lower(user);
+    if (strchr(user, '@') == NULL)
+        return user;                    /* a system account: PAM knows it, not the directory */
+    if ((dir = mk_directory_open(cfg, &error)) == NULL) {
+        fprintf(stderr, "mailkeep: directory: %s\n", error);
+        free(error);
+        free(user);
+        *rc = EX_CONFIG;
+        return NULL;
+    }
+    st = mk_directory_user(dir, user, &u);
+    mk_directory_unref(dir);
+    if (u != NULL)
+        mk_dir_user_unref(u);
+    if (st == MK_DIR_FOUND)
+        return user;
+    fprintf(stderr, "mailkeep: %s: %s\n", user,
+            st == MK_DIR_NOT_FOUND ? "not in the directory" : "the directory does not answer");
+    *rc = st == MK_DIR_NOT_FOUND ? 1 : EX_TEMPFAIL;
+    free(user);
+    return NULL;
 }
 
 char **mailkeep_mail_users(const struct mk_config *cfg)

@@ -15,6 +15,9 @@
  *	the administrator behind the command, for the audit log: the user
  *	who ran sudo (SUDO_USER), else the login name of the real user.
  *	mailkeep_mail_users() lists the mail accounts, for the reports.
+ *	mailkeep_account() is an account named on the command line as the
+ *	second-factor store names it (lower case); an address must be in the
+ *	directory, a name without '@' is a system account and taken as is.
  */
 #ifndef MAILKEEP_H
 #define MAILKEEP_H
@@ -42,6 +45,8 @@ const char *mailkeep_admin_name(void);
 /* The accounts Dovecot's userdb lists (doveadm user '*', [usage] doveadm),
    NULL-terminated; NULL (after saying why) when doveadm fails. */
 char **mailkeep_mail_users(const struct mk_config *cfg);
+/* NULL and *rc (1 unknown, EX_TEMPFAIL, EX_CONFIG) after saying why. */
+char *mailkeep_account(const struct mk_config *cfg, const char *arg, int *rc);
 /* t in local time with strftime's format into buf; none when t is 0 or less. */
 const char *mailkeep_time(time_t t, const char *format, const char *none, char *buf,
                           size_t len) __attribute__((format(strftime, 2, 0)));

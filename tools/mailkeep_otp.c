@@ -8,7 +8,7 @@
  *	mailkeep otp list [USER]
  *	mailkeep otp revoke USER
  *	mailkeep otp recovery USER
- *	mailkeep otp apppass add [-s SERVICE] [-l LABEL] USER
+ *	mailkeep otp apppass add -s SERVICE [-l LABEL] USER
  *	mailkeep otp apppass list USER
  *	mailkeep otp apppass revoke USER ID|all
  *	mailkeep otp unlock USER
@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,45 +50,14 @@ static void otp_usage(void)
     fprintf(stderr,
             "usage: mailkeep otp enroll [-fKq] [-t totp|hotp] [-a sha1|sha256|sha512] [-d DIGITS]\n"
             "                           [-p PERIOD] [-o FILE.png] USER\n"
-            "       mailkeep otp confirm USER CODE\n"
+            "       mailkeep otp confirm [-c COUNTER] USER CODE\n"
             "       mailkeep otp list [USER]\n"
             "       mailkeep otp revoke USER\n"
             "       mailkeep otp recovery USER\n"
-            "       mailkeep otp apppass add [-s SERVICE] [-l LABEL] USER\n"
+            "       mailkeep otp apppass add -s SERVICE [-l LABEL] USER\n"
             "       mailkeep otp apppass list USER\n"
             "       mailkeep otp apppass revoke USER ID|all\n"
             "       mailkeep otp unlock USER\n");
-}
-
-/* The user as the store names them: lower case; a mail user must be in the directory. */
-static char *otp_user(const struct mk_config *cfg, const char *arg, int *rc)
-{
-    struct mk_directory *dir;
-    struct mk_dir_user *u = NULL;
-    char *error = NULL, *user = mk_xstrdup(arg);
-    enum mk_dir_status st;
-
-    mk_str_lower(user);
-    if (strchr(user, '@') == NULL)
-        return user;                    /* a system account: PAM knows it, not the directory */
-    if ((dir = mk_directory_open(cfg, &error)) == NULL) {
-        fprintf(stderr, "mailkeep otp: directory: %s\n", error);
-        free(error);
-        free(user);
-        *rc = EX_CONFIG;
-        return NULL;
-    }
-    st = mk_directory_user(dir, user, &u);
-    mk_directory_unref(dir);
-    if (u != NULL)
-        mk_dir_user_unref(u);
-    if (st == MK_DIR_FOUND)
-        return user;
-    fprintf(stderr, "mailkeep otp: %s: %s\n", user,
-            st == MK_DIR_NOT_FOUND ? "not in the directory" : "the directory does not answer");
-    *rc = st == MK_DIR_NOT_FOUND ? 1 : EX_TEMPFAIL;
-    free(user);
-    return NULL;
 }
 
 static struct mk_otp_lock *otp_lock(struct otp_cmd *c, const char *user, struct mk_otp_record *r)
@@ -144,7 +114,9 @@ static void otp_new_recovery(const struct mk_config *cfg, struct mk_otp_record *
     }
 }
 
-static int otp_confirm_code(struct otp_cmd *c, const char *user, const char *code)
+/* counter: where an HOTP token is now (a hardware token used before; 0 for an app). */
+static int otp_confirm_code(struct otp_cmd *c, const char *user, const char *code,
+                            uint64_t counter)
 {
     struct mk_otp_record r;
     struct mk_otp_lock *lock;
@@ -164,7 +136,7 @@ static int otp_confirm_code(struct otp_cmd *c, const char *user, const char *cod
         otp_abort(lock, &r);
         return EX_CONFIG;
     }
-    t.counter = 0;
+    t.counter = t.kind == MK_OTP_HOTP ? counter : 0;
     window = (unsigned) mk_config_num(c->cfg, "otp", t.kind == MK_OTP_TOTP ? "window"
                                                                            : "hotp_window");
     if (mk_otp_verify(&t, code, time(NULL), window, 0, &matched) != 0) {
@@ -263,7 +235,7 @@ static int otp_enroll(struct otp_cmd *c, int argc, char **argv)
         t.algo = MK_OTP_SHA1;           /* RFC 4226 knows no other */
         t.period = 0;
     }
-    if ((user = otp_user(c->cfg, argv[optind], &rc)) == NULL)
+    if ((user = mailkeep_account(c->cfg, argv[optind], &rc)) == NULL)
         return rc;
     if (mk_otp_store_key(c->store, true, &error) != 0) {
         fprintf(stderr, "mailkeep otp: %s\n", error);
@@ -284,8 +256,23 @@ static int otp_enroll(struct otp_cmd *c, int argc, char **argv)
     }
     if (import) {
         char line[512];
+        struct termios tio, quiet_tio;
+        bool tty = tcgetattr(STDIN_FILENO, &tio) == 0;
+        char *got;
 
-        if (fgets(line, sizeof(line), stdin) == NULL
+        /* A seed typed at a terminal is a secret: not echoed. */
+        if (tty) {
+            fprintf(stderr, "Secret (base32, or hex:...): ");
+            quiet_tio = tio;
+            quiet_tio.c_lflag &= ~(tcflag_t) ECHO;
+            (void) tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet_tio);
+        }
+        got = fgets(line, sizeof(line), stdin);
+        if (tty) {
+            (void) tcsetattr(STDIN_FILENO, TCSAFLUSH, &tio);
+            fprintf(stderr, "\n");
+        }
+        if (got == NULL
             || mk_otp_secret_parse(line, t.secret, &t.secret_len) != 0) {
             fprintf(stderr, "mailkeep otp: -K: standard input holds no secret (base32, or hex "
                             "after \"hex:\", 16 to %d bytes)\n", MK_OTP_SECRET_MAX);
@@ -334,10 +321,11 @@ static int otp_enroll(struct otp_cmd *c, int argc, char **argv)
         fflush(stdout);
         if (fgets(code, sizeof(code), stdin) != NULL) {
             code[strcspn(code, "\r\n")] = '\0';
-            rc = otp_confirm_code(c, user, code);
+            rc = otp_confirm_code(c, user, code, 0);
         }
     } else {
-        printf("\nConfirm with: mailkeep otp confirm %s CODE\n", user);
+        printf("\nConfirm with: mailkeep otp confirm %s%s CODE\n",
+               t.kind == MK_OTP_HOTP ? "[-c COUNTER] " : "", user);
     }
 out:
     OPENSSL_cleanse(uri, strlen(uri));
@@ -365,14 +353,17 @@ static void otp_show(const struct mk_config *cfg, const char *user, const struct
         printf("; an enrolment waits for confirmation");
     printf("\n");
     if (r->locked)
-        printf("  locked %s (after %u failures, the last %s)\n",
+        printf("  locked until %s (after %u failures, the last %s)\n",
                r->locked_until != 0 ? OTP_WHEN(r->locked_until, b1)
-                                    : "until unlocked",
+                                    : "an administrator unlocks it",
                r->failures, OTP_WHEN(r->failed, b2));
-    else if (r->failures > 0)
+    else if (r->failures > 0 && mk_config_num(cfg, "otp", "max_failures") > 0)
         printf("  %u failed attempt%s, the last %s (locked at %lld)\n", r->failures,
                r->failures == 1 ? "" : "s", OTP_WHEN(r->failed, b1),
                mk_config_num(cfg, "otp", "max_failures"));
+    else if (r->failures > 0)
+        printf("  %u failed attempt%s, the last %s\n", r->failures,
+               r->failures == 1 ? "" : "s", OTP_WHEN(r->failed, b1));
     for (size_t i = 0; i < r->napppass; i++)
         printf("  application password %u: %s, service %s, created %s, last used %s from %s\n",
                r->apppass[i].id, r->apppass[i].label, r->apppass[i].service,
@@ -486,7 +477,7 @@ static int otp_apppass(struct otp_cmd *c, int argc, char **argv)
 {
     struct mk_otp_record r;
     struct mk_otp_lock *lock;
-    const char *service = "*", *label = "-";
+    const char *service = NULL, *label = "-";
     char *user, *password, b[32];
     int ch, rc = 0;
 
@@ -567,6 +558,12 @@ static int otp_apppass(struct otp_cmd *c, int argc, char **argv)
         otp_usage();
         return EX_USAGE;
     }
+    /* No default: a password for every service (sshd too) is asked for by name. */
+    if (service == NULL || *service == '\0') {
+        fprintf(stderr, "mailkeep otp: apppass add: -s names the service it is for (imap, "
+                "smtp, ...; * for all)\n");
+        return EX_USAGE;
+    }
     if (!otp_label_ok(label)) {
         fprintf(stderr, "mailkeep otp: -l: a label of 1 to 200 printable characters\n");
         return EX_USAGE;
@@ -577,7 +574,7 @@ static int otp_apppass(struct otp_cmd *c, int argc, char **argv)
             fprintf(stderr, "mailkeep otp: -s: a PAM service name, or *\n");
             return EX_USAGE;
         }
-    if ((user = otp_user(c->cfg, argv[optind], &rc)) == NULL)
+    if ((user = mailkeep_account(c->cfg, argv[optind], &rc)) == NULL)
         return rc;
     if ((lock = otp_lock(c, user, &r)) == NULL) {
         free(user);
@@ -640,7 +637,18 @@ int mailkeep_otp(const char *config_path, int argc, char **argv)
     if (strcmp(argv[0], "enroll") == 0) {
         rc = otp_enroll(&c, argc, argv);
     } else if (strcmp(argv[0], "confirm") == 0) {
-        if (argc != 3) {
+        long long counter = 0;
+
+        if (argc == 5 && strcmp(argv[1], "-c") == 0) {
+            if (mk_parse_int(argv[2], &counter) != 0 || counter < 0)
+                counter = -1;
+            argc -= 2;
+            argv += 2;
+        }
+        if (counter < 0) {
+            fprintf(stderr, "mailkeep otp: -c: the token's counter, a whole number\n");
+            rc = EX_USAGE;
+        } else if (argc != 3) {
             otp_usage();
             rc = EX_USAGE;
         } else if (mk_otp_store_key(c.store, false, &error) != 0) {
@@ -651,7 +659,7 @@ int mailkeep_otp(const char *config_path, int argc, char **argv)
             char *user = mk_xstrdup(argv[1]);
 
             mk_str_lower(user);
-            rc = otp_confirm_code(&c, user, argv[2]);
+            rc = otp_confirm_code(&c, user, argv[2], (uint64_t) counter);
             free(user);
         }
     } else if (strcmp(argv[0], "list") == 0) {

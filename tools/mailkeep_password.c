@@ -105,9 +105,13 @@ static int pw_expire(const struct mk_config *cfg, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         struct mk_otp_record r;
         struct mk_otp_lock *lock;
-        char *user = mk_xstrdup(argv[i]), *error = NULL;
+        char *user, *error = NULL;
+        int urc;
 
-        mk_str_lower(user);
+        if ((user = mailkeep_account(cfg, argv[i], &urc)) == NULL) {
+            rc = urc;
+            continue;
+        }
         if ((lock = mk_otp_store_lock(store, user, &r, &error)) == NULL) {
             fprintf(stderr, "mailkeep: %s\n", error);
             free(error);

@@ -599,7 +599,7 @@ def otp_help(i):
   build/tools/mailkeep -c {c} otp enroll USER
   build/tools/mailkeep -c {c} otp list
   # a password for a client that cannot add a code; unlock after failures
-  build/tools/mailkeep -c {c} otp apppass add dave@example.com
+  build/tools/mailkeep -c {c} otp apppass add -s '*' -l laptop dave@example.com
   build/tools/mailkeep -c {c} otp unlock dave@example.com
   # dave's recovery codes: {os.path.join(os.path.dirname(c), 'dave.recovery')}
 """

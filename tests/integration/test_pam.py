@@ -13,7 +13,7 @@ import time
 import pytest
 
 import mkstack
-from pamenv import (PASSWORD, PAM_AUTH_ERR, PAM_AUTHTOK_ERR, PAM_MAXTRIES,
+from pamenv import (PASSWORD, PAM_AUTH_ERR, PAM_AUTHTOK_ERR, PAM_MAXTRIES, PAM_USER_UNKNOWN,
                     PAM_NEW_AUTHTOK_REQD, PAM_PERM_DENIED, PAM_SUCCESS, PamStack, totp,
                     otp_code, wait_fresh_step)
 
@@ -75,6 +75,8 @@ def test_wrong_code_replay_and_window(stack):
     wrong = str((int(totp(secret)) + 1) % 1000000).zfill(6)
     assert auth(stack, user, PASSWORD + wrong) == PAM_AUTH_ERR
     assert auth(stack, user, 'not-the-password' + totp(secret)) == PAM_AUTH_ERR
+    # a right code does not wipe the failures when the password is wrong
+    assert 'failures 2 ' in stack.record(user)
     # the code was spent by the wrong password: replay protection holds
     assert auth(stack, user, PASSWORD + totp(secret)) == PAM_AUTH_ERR
     # the previous step's code is inside the window, but older than the one used
@@ -87,6 +89,23 @@ def test_wrong_code_replay_and_window(stack):
     assert auth(stack, user, PASSWORD + recovery[0]) == PAM_AUTH_ERR
     assert auth(stack, user, PASSWORD + recovery[1].upper()) == PAM_SUCCESS
     stack.mailkeep('otp', 'unlock', user, check=True)
+
+
+def test_unknown_users_with_bind(stack):
+    """Under a required policy an address the directory does not know is
+    unknown (not a missing second factor); a name without '@' is a system
+    account, never looked for in the directory."""
+    conf = open(stack.config).read()
+    try:
+        with open(stack.config, 'a') as f:
+            f.write('[otp]\npolicy = required\n')
+        assert auth(stack, 'nobody@example.com', PASSWORD + '123456') == PAM_USER_UNKNOWN
+        assert auth(stack, 'root', PASSWORD) == PAM_USER_UNKNOWN
+        # without bind, a system account gets the default policy: no token, refused
+        assert auth(stack, 'root', PASSWORD, service='chained') == PAM_AUTH_ERR
+    finally:
+        with open(stack.config, 'w') as f:
+            f.write(conf)
 
 
 def test_two_logins_at_once_with_one_code(stack):
@@ -324,6 +343,8 @@ def test_dovecot_imap_through_pam(stack):
     wait_fresh_step()
     assert imap_login(d.imap_port, user, PASSWORD + totp(RFC_SEEDS['sha512'], 8, 'sha512'))
     cp = stack.mailkeep('otp', 'apppass', 'add', '-l', 'phone', user)
+    assert cp.returncode == 64 and '-s names the service' in cp.stderr
+    cp = stack.mailkeep('otp', 'apppass', 'add', '-s', '*', '-l', 'phone', user)
     app = next(l.strip() for l in cp.stdout.splitlines() if l.count('-') == 3 and
                len(l.strip()) == 19)
     assert imap_login(d.imap_port, user, app)
@@ -336,6 +357,13 @@ def test_dovecot_imap_through_pam(stack):
     # no: exempt-trusted waives it there
     assert imap_login(d.imap_port, user, PASSWORD, source='127.0.0.2')
     assert imap_login(d.imap_port, user, PASSWORD, source='127.0.0.1') is False
+    # a client that adds the code anyway is let in there too: the code is
+    # taken off before the password is checked, and spent (the next step's
+    # code, inside the window: this step's was spent above)
+    wait_fresh_step()
+    code = totp(RFC_SEEDS['sha512'], 8, 'sha512', at=time.time() + 30)
+    assert imap_login(d.imap_port, user, PASSWORD + code, source='127.0.0.2')
+    assert imap_login(d.imap_port, user, PASSWORD + code, source='127.0.0.1') is False
     # wei's password was reset by the administrator: IMAP refuses until changed
     assert imap_login(d.imap_port, 'wei@example.org', PASSWORD) is False
     log = open(d.log_path).read()

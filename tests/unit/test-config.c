@@ -76,7 +76,10 @@ static void test_errors(void)
                                  "[nosuch]\n"                       /* 10 */
                                  "a = b\n"                          /* 11 */
                                  "[block]\n"                        /* 12 */
-                                 "dictionary_window = 5 minutes\n", /* 13 */
+                                 "dictionary_window = 5 minutes\n"  /* 13 */
+                                 "[otp]\n"                          /* 14 */
+                                 "group_policy = a:required staff\n"/* 15 */
+                                 "trusted_networks = ::1 10.1/8\n", /* 16 */
                                  &errors);
 
     test_begin("config: every problem named with file, line and key");
@@ -94,6 +97,8 @@ static void test_errors(void)
         test_assert(strstr(errors, ":11: unknown section [nosuch]"));
         test_assert(!strstr(errors, ":11: [nosuch]"));
         test_assert(strstr(errors, ":13: [block] dictionary_window: '5 minutes' is not a duration"));
+        test_assert(strstr(errors, ":15: [otp] group_policy: 'staff' is not NAME:CHOICE"));
+        test_assert(strstr(errors, ":16: [otp] trusted_networks: '10.1/8' is not a network"));
     }
     free(errors);
     test_end();
