@@ -675,19 +675,21 @@ class Dovecot(_Component):
 
     def __init__(self, workdir=None, slapd=None, mail_user='mail',
                  mail_plugins='', plugin_modules=(), plugin_settings=None,
-                 extra_conf='', passdb=None):
+                 extra_conf='', passdb=None, mail_location='maildir:~/Maildir'):
         """mail_plugins: added to mail_plugins for every protocol;
         plugin_modules: paths of our own plugin .so files, loaded from a
         module directory of links next to Dovecot's own modules;
         plugin_settings: {name: value} for the plugin {} section;
         extra_conf: appended to dovecot.conf; passdb: the passdb { } block's
-        contents, instead of LDAP with auth_bind."""
+        contents, instead of LDAP with auth_bind; mail_location: Dovecot's
+        (sdbox:~/sdbox, for example)."""
         super().__init__(workdir, 'dovecot')
         self.mail_plugins = mail_plugins
         self.plugin_modules = list(plugin_modules)
         self.plugin_settings = dict(plugin_settings or {})
         self.extra_conf = extra_conf
         self.passdb = passdb
+        self.mail_location = mail_location
         self.module_dir = os.path.join(self.dir, 'modules')
         if slapd is None:
             raise ValueError('Dovecot needs a Slapd')
@@ -751,7 +753,7 @@ auth_failure_delay = 0
 auth_cache_size = 0
 first_valid_uid = {self.mail_uid}
 first_valid_gid = {self.mail_gid}
-mail_location = maildir:~/Maildir
+mail_location = {self.mail_location}
 mail_plugins = $mail_plugins {self.mail_plugins}
 {self._module_dir_line()}mail_uid = {self.mail_uid}
 mail_gid = {self.mail_gid}
