@@ -174,21 +174,32 @@ int mk_ck_parse(const char *text, size_t len, struct mk_ck_file *f, char *why, s
             }
             strcpy(f->user, fields[1]);
             have_user = true;
-        } else if (strcmp(fields[0], "key") == 0 && nf == 6 && strcmp(fields[4], "server") == 0) {
+        } else if (strcmp(fields[0], "key") == 0
+                   && ((nf == 6 && strcmp(fields[4], "server") == 0)
+                       || (nf == 8 && strcmp(fields[4], "password") == 0))) {
             struct mk_ck_key *k = &f->keys[f->nkeys];
             struct mk_mc_pubkey pub;
+            long long cost = 0;
 
             if (f->nkeys == MK_CK_MAX_KEYS) {
                 mk_ck_why(why, why_len, "line %u: more than %d keys", lineno, MK_CK_MAX_KEYS);
                 return -1;
             }
+            k->password = nf == 8;
             if (mk_ck_unhex(fields[1], strlen(fields[1]), k->id, MK_MC_ID_LEN) != 0
                 || mk_ck_number(fields[2], &k->created) != 0
                 || mk_ck_unhex(fields[3], strlen(fields[3]), k->pub, MK_MC_KEY_LEN) != 0
-                || mk_ck_unhex(fields[5], strlen(fields[5]), k->box, MK_CK_BOX_LEN) != 0) {
+                || (k->password
+                    && (mk_ck_number(fields[5], &cost) != 0 || cost < MK_CK_COST_MIN
+                        || cost > MK_CK_COST_MAX
+                        || mk_ck_unhex(fields[6], strlen(fields[6]), k->salt,
+                                       MK_CK_SALT_LEN) != 0))
+                || mk_ck_unhex(fields[nf - 1], strlen(fields[nf - 1]), k->box,
+                               MK_CK_BOX_LEN) != 0) {
                 mk_ck_why(why, why_len, "line %u: bad key line", lineno);
                 return -1;
             }
+            k->cost = (unsigned) cost;
             mk_mc_pubkey_set(&pub, k->pub);
             if (memcmp(pub.id, k->id, MK_MC_ID_LEN) != 0 || mk_ck_find(f, k->id) != NULL) {
                 mk_ck_why(why, why_len, "line %u: the id is not the key's, or twice", lineno);
@@ -238,6 +249,7 @@ char *mk_ck_format(const struct mk_ck_file *f)
                                                               + MK_CK_ESCROW_LEN));
     char *out = malloc(size), *p = out;
     char a[2 * MK_CK_ESCROW_LEN + 1], b[2 * MK_CK_BOX_LEN + 1], id[2 * MK_MC_ID_LEN + 1];
+    char salt[2 * MK_CK_SALT_LEN + 1];
 
     if (out == NULL)
         return NULL;
@@ -248,7 +260,13 @@ char *mk_ck_format(const struct mk_ck_file *f)
         mk_ck_hex(k->id, MK_MC_ID_LEN, id);
         mk_ck_hex(k->pub, MK_MC_KEY_LEN, a);
         mk_ck_hex(k->box, MK_CK_BOX_LEN, b);
-        p += sprintf(p, "key %s %lld %s server %s\n", id, k->created, a, b);
+        if (k->password) {
+            mk_ck_hex(k->salt, MK_CK_SALT_LEN, salt);
+            p += sprintf(p, "key %s %lld %s password %u %s %s\n", id, k->created, a, k->cost,
+                         salt, b);
+        } else {
+            p += sprintf(p, "key %s %lld %s server %s\n", id, k->created, a, b);
+        }
         if (k->has_escrow) {
             mk_ck_hex(k->escrow, MK_CK_ESCROW_LEN, a);
             p += sprintf(p, "escrow %s %s\n", id, a);
@@ -322,8 +340,8 @@ int mk_ck_load(const char *path, struct mk_ck_file *f, char *why, size_t why_len
     return 1;
 }
 
-int mk_ck_save(const char *path, const struct mk_ck_file *f, bool create, char *why,
-               size_t why_len)
+int mk_ck_save(const char *path, const struct mk_ck_file *f, bool create, uid_t uid, gid_t gid,
+               char *why, size_t why_len)
 {
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 32), *text = mk_ck_format(f), *slash;
@@ -335,7 +353,8 @@ int mk_ck_save(const char *path, const struct mk_ck_file *f, bool create, char *
     }
     snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long) getpid());
     if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0
-        || write(fd, text, strlen(text)) != (ssize_t) strlen(text) || fsync(fd) != 0) {
+        || write(fd, text, strlen(text)) != (ssize_t) strlen(text)
+        || (uid != (uid_t) -1 && fchown(fd, uid, gid) != 0) || fsync(fd) != 0) {
         mk_ck_why(why, why_len, "%s: %s", tmp, strerror(errno));
         goto out;
     }
@@ -460,24 +479,87 @@ int mk_ck_add(struct mk_ck_file *f, const struct mk_mc_keypair *kp, const uint8_
     return 0;
 }
 
-int mk_ck_open(const struct mk_ck_file *f, const struct mk_ck_key *k, const uint8_t server_key[32],
-               struct mk_mc_keypair *kp)
+/* The key pair of an opened private key (wiped), which must be k's. */
+static int mk_ck_complete(uint8_t priv[MK_MC_KEY_LEN], const struct mk_ck_key *k,
+                          struct mk_mc_keypair *kp)
 {
-    uint8_t aad[sizeof(MK_CK_AAD) + sizeof(f->user) + MK_MC_ID_LEN], box[MK_CK_BOX_LEN];
-    uint8_t priv[MK_MC_KEY_LEN];
-    size_t aad_len = mk_ck_aad(f->user, k->id, aad);
-    int rc;
+    int rc = mk_mc_keypair_from_private(priv, kp);
 
-    memcpy(box, k->box, sizeof(box));
-    if (mk_ck_gcm(false, server_key, aad, aad_len, box, priv) != 0)
-        return -1;
-    rc = mk_mc_keypair_from_private(priv, kp);
-    OPENSSL_cleanse(priv, sizeof(priv));
+    OPENSSL_cleanse(priv, MK_MC_KEY_LEN);
     if (rc == 0 && memcmp(kp->pub.pub, k->pub, MK_MC_KEY_LEN) != 0) {
         mk_mc_keypair_wipe(kp);
         return -1;
     }
     return rc;
+}
+
+/* The key a password gives with scrypt (N = 2^cost, r = 8, p = 1). */
+static int mk_ck_password_key(const char *password, const uint8_t salt[MK_CK_SALT_LEN],
+                              unsigned cost, uint8_t key[32])
+{
+    return EVP_PBE_scrypt(password, strlen(password), salt, MK_CK_SALT_LEN, (uint64_t) 1 << cost,
+                          8, 1, (uint64_t) 1 << (cost + 11), key, 32) == 1 ? 0 : -1;
+}
+
+int mk_ck_open(const struct mk_ck_file *f, const struct mk_ck_key *k, const uint8_t *server_key,
+               const char *password, struct mk_mc_keypair *kp)
+{
+    uint8_t aad[sizeof(MK_CK_AAD) + sizeof(f->user) + MK_MC_ID_LEN], box[MK_CK_BOX_LEN];
+    uint8_t priv[MK_MC_KEY_LEN], pkey[32];
+    size_t aad_len = mk_ck_aad(f->user, k->id, aad);
+    int rc;
+
+    memcpy(box, k->box, sizeof(box));
+    if (k->password) {
+        if (password == NULL || mk_ck_password_key(password, k->salt, k->cost, pkey) != 0)
+            return -1;
+        rc = mk_ck_gcm(false, pkey, aad, aad_len, box, priv);
+        OPENSSL_cleanse(pkey, sizeof(pkey));
+    } else {
+        if (server_key == NULL)
+            return -1;
+        rc = mk_ck_gcm(false, server_key, aad, aad_len, box, priv);
+    }
+    if (rc != 0)
+        return -1;
+    return mk_ck_complete(priv, k, kp);
+}
+
+int mk_ck_protect(const struct mk_ck_file *f, struct mk_ck_key *k, const struct mk_mc_keypair *kp,
+                  const uint8_t *server_key, const char *password)
+{
+    uint8_t aad[sizeof(MK_CK_AAD) + sizeof(f->user) + MK_MC_ID_LEN], box[MK_CK_BOX_LEN];
+    uint8_t priv[MK_MC_KEY_LEN], salt[MK_CK_SALT_LEN], pkey[32];
+    size_t aad_len = mk_ck_aad(f->user, k->id, aad);
+    int rc;
+
+    if (memcmp(kp->pub.pub, k->pub, MK_MC_KEY_LEN) != 0 || (password == NULL) == (server_key == NULL))
+        return -1;
+    memcpy(priv, kp->priv, sizeof(priv));
+    if (password != NULL) {
+        if (RAND_bytes(salt, sizeof(salt)) != 1
+            || mk_ck_password_key(password, salt, MK_CK_COST_DEFAULT, pkey) != 0) {
+            OPENSSL_cleanse(priv, sizeof(priv));
+            return -1;
+        }
+        rc = mk_ck_gcm(true, pkey, aad, aad_len, box, priv);
+        OPENSSL_cleanse(pkey, sizeof(pkey));
+    } else {
+        rc = mk_ck_gcm(true, server_key, aad, aad_len, box, priv);
+    }
+    OPENSSL_cleanse(priv, sizeof(priv));
+    if (rc != 0)
+        return -1;
+    memcpy(k->box, box, sizeof(box));
+    k->password = password != NULL;
+    if (k->password) {
+        memcpy(k->salt, salt, sizeof(salt));
+        k->cost = MK_CK_COST_DEFAULT;
+    } else {
+        memset(k->salt, 0, sizeof(k->salt));
+        k->cost = 0;
+    }
+    return 0;
 }
 
 int mk_ck_open_escrow(const struct mk_ck_key *k, const struct mk_mc_keypair *escrow,
@@ -487,18 +569,11 @@ int mk_ck_open_escrow(const struct mk_ck_key *k, const struct mk_mc_keypair *esc
     uint8_t priv[MK_MC_KEY_LEN];
     const char *why;
     size_t need;
-    int rc;
 
     if (!k->has_escrow || mk_mc_header_parse(k->escrow, MK_CK_ESCROW_LEN, &h, &need, &why) != 1
         || mk_mc_unwrap(&h, escrow, priv) != 0)
         return -1;
-    rc = mk_mc_keypair_from_private(priv, kp);
-    OPENSSL_cleanse(priv, sizeof(priv));
-    if (rc == 0 && memcmp(kp->pub.pub, k->pub, MK_MC_KEY_LEN) != 0) {
-        mk_mc_keypair_wipe(kp);
-        return -1;
-    }
-    return rc;
+    return mk_ck_complete(priv, k, kp);
 }
 
 static int mk_ck_hex_file(const char *path, bool secret, uint8_t *out, char *why, size_t why_len)

@@ -172,6 +172,12 @@ const struct mk_config_key mk_config_schema[] = {
     /* [usage]: mailkeep usage (the usage database is [audit] db) */
     S("usage", "doveadm", "/usr/bin/doveadm"),
 
+    /* [crypt]: mailkeep crypt, the keys of the mailkeep_crypt Dovecot plugin */
+    P("crypt", "keys", MK_LOCALSTATEDIR "/lib/mailkeep/crypt"),
+    P("crypt", "server_key", MK_SYSCONFDIR "/mailkeep/crypt-server.key"),
+    P("crypt", "escrow_key", ""),
+    S("crypt", "mail_user", "mail"),
+
     /* [otp]: pam_mailkeep's second factor, and mailkeep otp */
     P("otp", "store", MK_LOCALSTATEDIR "/lib/mailkeep/otp"),
     P("otp", "key_file", MK_SYSCONFDIR "/mailkeep/otp.key"),

@@ -402,6 +402,12 @@ int mk_mc_enc_finish(struct mk_mc_enc *e, mk_mc_emit_fn *emit, void *ctx)
     return mk_mc_enc_flush(e, true, emit, ctx);
 }
 
+const uint8_t *mk_mc_enc_header(const struct mk_mc_enc *e, size_t *len)
+{
+    *len = e->header_len;
+    return e->header;
+}
+
 const uint8_t *mk_mc_enc_dek(const struct mk_mc_enc *e)
 {
     return e->dek;

@@ -18,6 +18,7 @@
  *				mk_mc_emit_fn *emit, void *ctx);
  *	int	mk_mc_enc_finish(struct mk_mc_enc *e, mk_mc_emit_fn *emit, void *ctx);
  *	const uint8_t *mk_mc_enc_dek(const struct mk_mc_enc *e);
+ *	const uint8_t *mk_mc_enc_header(const struct mk_mc_enc *e, size_t *len);
  *	uint64_t mk_mc_enc_plain_size(const struct mk_mc_enc *e);
  *	void	mk_mc_enc_free(struct mk_mc_enc *e);
  *
@@ -88,7 +89,8 @@
  *	plaintext and passes the header, then each completed chunk, to
  *	emit (which returns 0, or -1 to stop; the function then returns
  *	-1); it keeps at most one chunk. mk_mc_enc_finish() writes what is
- *	left as the final chunk. mk_mc_enc_dek() is the message's DEK, for
+ *	left as the final chunk. mk_mc_enc_header() is the header it writes
+ *	first. mk_mc_enc_dek() is the message's DEK, for
  *	a caller that gives the message to another key later without the
  *	recipients' private keys (see mailkeep_crypt(7)).
  *
@@ -175,6 +177,7 @@ int mk_mc_enc_write(struct mk_mc_enc *e, const void *data, size_t len,
                     mk_mc_emit_fn *emit, void *ctx);
 int mk_mc_enc_finish(struct mk_mc_enc *e, mk_mc_emit_fn *emit, void *ctx);
 const uint8_t *mk_mc_enc_dek(const struct mk_mc_enc *e);
+const uint8_t *mk_mc_enc_header(const struct mk_mc_enc *e, size_t *len);
 uint64_t mk_mc_enc_plain_size(const struct mk_mc_enc *e);
 void mk_mc_enc_free(struct mk_mc_enc *e);
 

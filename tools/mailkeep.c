@@ -36,6 +36,8 @@ static const struct {
 #ifdef HAVE_ARCHIVE
     {"archive", mailkeep_archive,
      "init | ingest | search | show | verify | export | import | reindex: the archive"},
+    {"crypt", mailkeep_crypt,
+     "init | status | rotate | password | request | approve | recover: mail encrypted at rest"},
 #endif
 #ifdef HAVE_AUDIT
     {"audit", mailkeep_audit, "init | verify | search | reads: the audit log (mailkeep-auditd)"},

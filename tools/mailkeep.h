@@ -30,6 +30,7 @@ int mailkeep_directory(const char *config_path, int argc, char **argv);
 int mailkeep_dlp(const char *config_path, int argc, char **argv);
 int mailkeep_quarantine(const char *config_path, int argc, char **argv);
 int mailkeep_archive(const char *config_path, int argc, char **argv);
+int mailkeep_crypt(const char *config_path, int argc, char **argv);
 int mailkeep_audit(const char *config_path, int argc, char **argv);
 int mailkeep_usage(const char *config_path, int argc, char **argv);
 int mailkeep_recall(const char *config_path, int argc, char **argv);

@@ -70,8 +70,9 @@ void mailkeep_crypt_plugin_deinit(void);
 
 struct mkc_user {
 	union mail_user_module_context module_ctx;
-	bool encrypt;
+	bool encrypt, protect_password;
 	const char *keydir, *server_key_path, *escrow_path;
+	const char *password;		/* the login's, from the userdb (%w) */
 	bool server_key_loaded, escrow_loaded, have_escrow, keys_loaded;
 	uint8_t server_key[32];
 	struct mk_mc_pubkey escrow;
@@ -80,6 +81,37 @@ struct mkc_user {
 	bool opened[MK_CK_MAX_KEYS];
 	struct mk_mc_keypair pairs[MK_CK_MAX_KEYS];
 };
+
+/* The data keys of the messages this process encrypted last, by their
+   ephemeral key: LMTP gives a message to its further recipients by
+   reading the first one's copy, which their password-protected key
+   would not open in a process that has no password. */
+#define MKC_DEK_CACHE 16
+static struct {
+	uint8_t eph[MK_MC_KEY_LEN];
+	uint8_t dek[MK_MC_KEY_LEN];
+	bool used;
+} mkc_dek_cache[MKC_DEK_CACHE];
+static unsigned mkc_dek_next;
+
+static void mkc_dek_remember(const uint8_t *header, const uint8_t dek[MK_MC_KEY_LEN])
+{
+	memcpy(mkc_dek_cache[mkc_dek_next].eph, header + 12, MK_MC_KEY_LEN);
+	memcpy(mkc_dek_cache[mkc_dek_next].dek, dek, MK_MC_KEY_LEN);
+	mkc_dek_cache[mkc_dek_next].used = TRUE;
+	mkc_dek_next = (mkc_dek_next + 1) % MKC_DEK_CACHE;
+}
+
+static bool mkc_dek_recall(const struct mk_mc_header *h, uint8_t dek[MK_MC_KEY_LEN])
+{
+	for (unsigned i = 0; i < MKC_DEK_CACHE; i++)
+		if (mkc_dek_cache[i].used &&
+		    memcmp(mkc_dek_cache[i].eph, h->eph, MK_MC_KEY_LEN) == 0) {
+			memcpy(dek, mkc_dek_cache[i].dek, MK_MC_KEY_LEN);
+			return TRUE;
+		}
+	return FALSE;
+}
 
 static MODULE_CONTEXT_DEFINE_INIT(mkc_user_module, &mail_user_module_register);
 static MODULE_CONTEXT_DEFINE_INIT(mkc_storage_module, &mail_storage_module_register);
@@ -117,6 +149,59 @@ static int mkc_escrow(struct mkc_user *mu, const char **error_r)
 		return -1;
 	}
 	mu->escrow_loaded = mu->have_escrow = TRUE;
+	return 0;
+}
+
+/* With the login's password at hand, seal each key as the policy says:
+   by the password (then the server cannot open it without the user), or
+   by the server key. Keys made at a delivery, which has no password, are
+   sealed by the server key until the user's next login. */
+static int mkc_keys_protect(struct mail_user *user, struct mkc_user *mu, const char **error_r)
+{
+	char why[512], *path;
+	bool changed = FALSE;
+
+	if (mu->password == NULL)
+		return 0;
+	for (unsigned i = 0; i < mu->keys.nkeys; i++) {
+		struct mk_ck_key *k = &mu->keys.keys[i];
+		struct mk_mc_keypair kp;
+
+		if (k->password == mu->protect_password)
+			continue;
+		if (mkc_server_key(mu, error_r) < 0)
+			return -1;
+		if (mk_ck_open(&mu->keys, k, mu->server_key, mu->password, &kp) != 0) {
+			/* a password-sealed key the login's password does not
+			   open: the password changed behind our back */
+			*error_r = "the user's key does not open with this password "
+				"(changed without mailkeep crypt password?)";
+			return -1;
+		}
+		if (mk_ck_protect(&mu->keys, k, &kp,
+				  mu->protect_password ? NULL : mu->server_key,
+				  mu->protect_password ? mu->password : NULL) != 0) {
+			mk_mc_keypair_wipe(&kp);
+			*error_r = "cannot seal the user's key";
+			return -1;
+		}
+		mk_mc_keypair_wipe(&kp);
+		changed = TRUE;
+	}
+	if (!changed)
+		return 0;
+	if ((path = mk_ck_path(mu->keydir, user->username)) == NULL) {
+		*error_r = "out of memory";
+		return -1;
+	}
+	if (mk_ck_save(path, &mu->keys, FALSE, (uid_t)-1, (gid_t)-1, why, sizeof(why)) < 0) {
+		free(path);
+		*error_r = t_strdup(why);
+		return -1;
+	}
+	free(path);
+	i_info(MKC_LOG ": %s: keys sealed by the %s", user->username,
+	       mu->protect_password ? "user's password" : "server key");
 	return 0;
 }
 
@@ -165,7 +250,7 @@ static int mkc_keys(struct mail_user *user, struct mkc_user *mu, bool create,
 			return -1;
 		}
 		mk_mc_keypair_wipe(&kp);
-		if (mk_ck_save(path, &mu->keys, TRUE, why, sizeof(why)) == 0) {
+		if (mk_ck_save(path, &mu->keys, TRUE, (uid_t)-1, (gid_t)-1, why, sizeof(why)) == 0) {
 			i_info(MKC_LOG ": %s: made the user's first key", user->username);
 			ret = 1;
 			break;
@@ -187,7 +272,7 @@ static int mkc_keys(struct mail_user *user, struct mkc_user *mu, bool create,
 		return -1;
 	}
 	mu->keys_loaded = TRUE;
-	return 0;
+	return mkc_keys_protect(user, mu, error_r);
 }
 
 /* The key pair of a slot in h that this user has: the DEK, or -1. */
@@ -195,6 +280,8 @@ static int mkc_unwrap(struct mail_user *user, struct mkc_user *mu,
 		      const struct mk_mc_header *h, uint8_t dek[MK_MC_KEY_LEN],
 		      const char **error_r)
 {
+	if (mkc_dek_recall(h, dek))
+		return 0;
 	if (mkc_keys(user, mu, FALSE, error_r) < 0)
 		return -1;
 	for (unsigned i = 0; i < h->nslots; i++) {
@@ -205,10 +292,18 @@ static int mkc_unwrap(struct mail_user *user, struct mkc_user *mu,
 			continue;
 		idx = (unsigned)(k - mu->keys.keys);
 		if (!mu->opened[idx]) {
-			if (mkc_server_key(mu, error_r) < 0)
+			if (k->password && mu->password == NULL) {
+				*error_r = "the user's key is sealed by the password, "
+					"and this session has none";
 				return -1;
-			if (mk_ck_open(&mu->keys, k, mu->server_key, &mu->pairs[idx]) != 0) {
-				*error_r = "the user's private key does not open with the server key";
+			}
+			if (!k->password && mkc_server_key(mu, error_r) < 0)
+				return -1;
+			if (mk_ck_open(&mu->keys, k, mu->server_key, mu->password,
+				       &mu->pairs[idx]) != 0) {
+				*error_r = k->password ?
+					"the user's key does not open with the password" :
+					"the user's key does not open with the server key";
 				return -1;
 			}
 			mu->opened[idx] = TRUE;
@@ -548,6 +643,11 @@ static int mkc_save_begin(struct mail_save_context *ctx, struct istream *input)
 		r[n++].key = &mu->escrow;
 	}
 	enc = mk_mc_enc_new(r, n, MK_MC_SHIFT_DEFAULT);
+	if (enc != NULL) {
+		size_t hlen;
+
+		mkc_dek_remember(mk_mc_enc_header(enc, &hlen), mk_mc_enc_dek(enc));
+	}
 	if (enc == NULL) {
 		mailbox_set_critical(box, MKC_LOG ": cannot set up the encryption");
 		return -1;
@@ -699,6 +799,15 @@ static void mkc_mail_user_created(struct mail_user *user)
 	mu->keydir = mail_user_plugin_getenv(user, "mailkeep_crypt_keys");
 	mu->server_key_path = mail_user_plugin_getenv(user, "mailkeep_crypt_server_key");
 	mu->escrow_path = mail_user_plugin_getenv(user, "mailkeep_crypt_escrow_key");
+	mu->password = mail_user_plugin_getenv(user, "mailkeep_crypt_password");
+	if (mu->password != NULL && *mu->password == '\0')
+		mu->password = NULL;
+	value = mail_user_plugin_getenv(user, "mailkeep_crypt_protect");
+	if (value != NULL && *value != '\0' && strcmp(value, "server") != 0 &&
+	    strcmp(value, "password") != 0)
+		user->error = p_strdup_printf(user->pool, MKC_LOG
+			": mailkeep_crypt_protect = %s: not server or password", value);
+	mu->protect_password = value != NULL && strcmp(value, "password") == 0;
 	if (mu->escrow_path != NULL && *mu->escrow_path == '\0')
 		mu->escrow_path = NULL;
 	if (mu->encrypt && (mu->keydir == NULL || mu->server_key_path == NULL))
@@ -722,5 +831,6 @@ void mailkeep_crypt_plugin_init(struct module *module)
 
 void mailkeep_crypt_plugin_deinit(void)
 {
+	safe_memset(mkc_dek_cache, 0, sizeof(mkc_dek_cache));
 	mail_storage_hooks_remove(&mkc_hooks);
 }

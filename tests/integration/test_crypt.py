@@ -15,8 +15,9 @@ import time
 import pytest
 
 import mkstack
-from cryptenv import (MAGIC, CryptKeys, doveadm, files_under, grep_tree, open_with,
+from cryptenv import (MAGIC, PLUGIN, CryptKeys, doveadm, files_under, grep_tree, open_with,
                       start_dovecot)
+from milterenv import MAILKEEP
 
 PASSWORD = mkstack.DEMO_PASSWORD
 
@@ -215,3 +216,232 @@ def test_plain_mail_stays_readable(stack):
     c.logout()
     assert bodies[0] == plain
     assert bodies[1].endswith(message('newmark%s' % kind))
+
+
+def mailkeep(conf, *args):
+    return subprocess.run([MAILKEEP, '-c', conf] + list(args), capture_output=True, text=True,
+                          timeout=60)
+
+
+def crypt_conf(keys, path):
+    with open(path, 'w') as f:
+        f.write('[crypt]\nkeys = %s\nserver_key = %s\nescrow_key = %s\nmail_user = mail\n'
+                % (keys.keys, keys.server_key, keys.escrow_pub))
+    return path
+
+
+def slot_ids(data):
+    """The key ids of a message's slots (kind, id hex)."""
+    at = data.find(MAGIC)
+    return [(data[at + 44 + 57 * i], data[at + 45 + 57 * i:at + 53 + 57 * i].hex())
+            for i in range(data[at + 10])]
+
+
+def test_status_and_rotation(stack, tmp_path):
+    """mailkeep crypt status lists the keys; rotate makes a new active key:
+    new mail is encrypted to it, older mail stays readable."""
+    d, keys, kind = stack
+    conf = crypt_conf(keys, str(tmp_path / 'mailkeep.conf'))
+    user = 'frank@example.com'
+    first = message('rot1mark%s' % kind)
+    lmtp(d, [user], first)
+    out = mailkeep(conf, 'crypt', 'status', user)
+    assert out.returncode == 0 and out.stdout.count(', active, escrow') == 1, out
+    old_id = out.stdout.split()[2].rstrip(',')
+    cp = mailkeep(conf, 'crypt', 'rotate', user)
+    assert cp.returncode == 0 and 'new active key' in cp.stdout, cp.stderr
+    new_id = cp.stdout.split()[4].rstrip(';')
+    assert new_id != old_id
+    second = message('rot2mark%s' % kind)
+    lmtp(d, [user], second)
+    ids = {}
+    for p in files_under(home(d, user)):
+        data = open(p, 'rb').read()
+        if MAGIC in data:
+            ids[p] = slot_ids(data)
+    users_keys = sorted(i for slots in ids.values() for k, i in slots if k == 1)
+    assert users_keys == sorted([old_id, new_id]), ids
+    c = imap(d, user)
+    bodies = fetch_all(c)
+    c.logout()
+    assert bodies[0].endswith(first) and bodies[1].endswith(second)
+    listing = mailkeep(conf, 'crypt', 'status').stdout
+    assert 'alice@example.com: key' in listing and listing.count(user + ': key') == 2
+    assert mailkeep(conf, 'crypt', 'rotate', 'nobody@example.com').returncode == 1
+
+
+def test_init_makes_keys_once(tmp_path):
+    keys_dir = tmp_path / 'k'
+    conf = tmp_path / 'mailkeep.conf'
+    conf.write_text('[crypt]\nkeys = %s\nserver_key = %s\nescrow_key = %s\n'
+                    % (keys_dir, tmp_path / 'server.key', tmp_path / 'escrow.pub'))
+    cp = mailkeep(str(conf), 'crypt', 'init', '-e', str(tmp_path / 'escrow.key'))
+    assert cp.returncode == 0, cp.stderr
+    assert oct(os.stat(keys_dir).st_mode & 0o777) == '0o700'
+    assert oct(os.stat(tmp_path / 'server.key').st_mode & 0o777) == '0o600'
+    assert len((tmp_path / 'server.key').read_text().strip()) == 64
+    assert oct(os.stat(tmp_path / 'escrow.key').st_mode & 0o777) == '0o600'
+    assert len((tmp_path / 'escrow.pub').read_text().strip()) == 64
+    before = (tmp_path / 'server.key').read_text()
+    cp = mailkeep(str(conf), 'crypt', 'init', '-e', str(tmp_path / 'escrow2.key'))
+    assert cp.returncode == 1 and 'never replaced' in cp.stderr
+    assert (tmp_path / 'server.key').read_text() == before
+    assert not (tmp_path / 'escrow2.key').exists()
+
+
+# ---- keys sealed by the user's password: change and escrow recovery
+
+@pytest.fixture(scope='module')
+def pw_stack():
+    from cryptography.hazmat.primitives import serialization
+    from mkaudit import AuditD
+    workdir = mkstack.make_workdir('mk-crypt-pw-')
+    slapd = mkstack.Slapd(workdir)
+    slapd.start()
+    keys = CryptKeys(workdir)
+    audit = AuditD(os.path.join(workdir, 'auditd')).start()
+    d = mkstack.Dovecot(os.path.join(workdir, 'dovecot'), slapd, mail_plugins='mailkeep_crypt',
+                        plugin_modules=[PLUGIN],
+                        plugin_settings=dict(keys.plugin_settings(),
+                                             mailkeep_crypt_protect='password'))
+    # the login's password reaches the plugin as a userdb field
+    d.passdb = ('  driver = ldap\n  args = %s/ldap-passdb.conf.ext\n'
+                '  override_fields = userdb_mailkeep_crypt_password=%%w' % d.dir)
+    d.start()
+    escrow_key = os.path.join(workdir, 'escrow.key')
+    with open(os.open(escrow_key, os.O_WRONLY | os.O_CREAT, 0o600), 'w') as f:
+        f.write(keys.escrow.private_bytes(serialization.Encoding.Raw,
+                                          serialization.PrivateFormat.Raw,
+                                          serialization.NoEncryption()).hex() + '\n')
+    conf = os.path.join(workdir, 'mailkeep.conf')
+    with open(conf, 'w') as f:
+        f.write('[global]\nstate_dir = %s\n[audit]\nsocket = %s\n'
+                '[crypt]\nkeys = %s\nserver_key = %s\nescrow_key = %s\n'
+                % (workdir, audit.socket, keys.keys, keys.server_key, keys.escrow_pub))
+    try:
+        yield d, keys, slapd, audit, conf, escrow_key
+    finally:
+        d.stop()
+        audit.stop()
+        slapd.stop()
+        mkstack._remove_workdir(workdir)
+
+
+def imap_read_all(d, user, password):
+    """Every message of INBOX, or None when the server cannot read them."""
+    c = imaplib.IMAP4(d.host, d.imap_port)
+    c.login(user, password)
+    try:
+        c.select('INBOX')
+        typ, data = c.fetch('1:*', '(BODY.PEEK[])')
+        if typ != 'OK':
+            return None
+        return [x[1] for x in data if isinstance(x, tuple)]
+    except (imaplib.IMAP4.abort, imaplib.IMAP4.error):
+        return None
+    finally:
+        try:
+            c.logout()
+        except Exception:
+            pass
+
+
+def set_ldap_password(slapd, uid, password):
+    slapd.modify('dn: %s\nchangetype: modify\nreplace: userPassword\nuserPassword: %s\n'
+                 % (slapd.user_dn(uid), password))
+
+
+def keyfile(keys, user):
+    return open(os.path.join(keys.keys, user)).read()
+
+
+def test_keys_sealed_by_the_password(pw_stack):
+    d, keys, slapd, audit, conf, escrow_key = pw_stack
+    user = 'grace@example.com'
+    first = message('pw1mark')
+    lmtp(d, [user], first)
+    # a delivery has no password: the first key waits, sealed by the server key
+    assert ' server ' in keyfile(keys, user)
+    bodies = imap_read_all(d, user, PASSWORD)
+    assert bodies is not None and bodies[0].endswith(first)
+    # the login sealed it by the password: the server key opens nothing now
+    text = keyfile(keys, user)
+    assert ' password 15 ' in text and ' server ' not in text
+    # doveadm has no password: it cannot read; given it, it can
+    cp = subprocess.run(['doveadm', '-c', d.conf_path, 'fetch', '-u', user, 'text', 'all'],
+                        capture_output=True, timeout=60)
+    assert b'Body line 1 of pw1mark' not in cp.stdout
+    cp = subprocess.run(['doveadm', '-c', d.conf_path, '-o',
+                         'plugin/mailkeep_crypt_password=' + PASSWORD, 'fetch', '-u', user,
+                         'text', 'all'], capture_output=True, timeout=60)
+    assert b'Body line 1 of pw1mark' in cp.stdout
+    # wei's key is sealed by the password too; a delivery to both reads
+    # grace's copy for wei without any password (the data key is at hand)
+    lmtp(d, ['wei@example.org'], message('pwweimark'))
+    assert len(imap_read_all(d, 'wei@example.org', PASSWORD)) == 1
+    lmtp(d, [user], message('pw0mark'))
+    both = message('pw2mark')
+    lmtp(d, [user, 'wei@example.org'], both)
+    assert imap_read_all(d, 'wei@example.org', PASSWORD)[-1].endswith(both)
+    assert ' password ' in keyfile(keys, 'wei@example.org')
+
+
+def test_password_change_keeps_mail_readable(pw_stack):
+    d, keys, slapd, audit, conf, escrow_key = pw_stack
+    user = 'grace@example.com'
+    set_ldap_password(slapd, 'grace', 'n3w-Secret')
+    cp = subprocess.run([MAILKEEP, '-c', conf, 'crypt', 'password', user],
+                        input='wrong\nn3w-Secret\n', capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 1 and 'nothing changed' in cp.stderr
+    cp = subprocess.run([MAILKEEP, '-c', conf, 'crypt', 'password', user],
+                        input='%s\nn3w-Secret\n' % PASSWORD, capture_output=True, text=True,
+                        timeout=60)
+    assert cp.returncode == 0 and 'sealed by the new password' in cp.stdout, cp.stderr
+    bodies = imap_read_all(d, user, 'n3w-Secret')
+    assert bodies is not None and len(bodies) == 3 and bodies[0].endswith(message('pw1mark'))
+
+
+def test_lost_password_recovered_with_escrow_under_dual_control(pw_stack):
+    d, keys, slapd, audit, conf, escrow_key = pw_stack
+    user = 'grace@example.com'
+
+    def crypt(admin, *args, input=None):
+        return subprocess.run([MAILKEEP, '-c', conf, 'crypt'] + list(args), input=input,
+                              capture_output=True, text=True, timeout=60,
+                              env=dict(os.environ, SUDO_USER=admin))
+
+    # an administrator resets the password in the directory only: the mail
+    # does not open with the new one
+    set_ldap_password(slapd, 'grace', 'r3set-Pass')
+    assert imap_read_all(d, user, 'r3set-Pass') is None
+    assert "the user's key does not open with the password" in d.log()
+    cp = crypt('officer1', 'request', user, 'lost', 'password,', 'ticket', '4711')
+    assert cp.returncode == 0, cp.stderr
+    rid = cp.stdout.split()[1].rstrip(':')
+    # nobody approves their own request, and nothing recovers unapproved
+    assert crypt('officer1', 'approve', rid).returncode == 1
+    cp = crypt('officer1', 'recover', '-k', escrow_key, rid, input='r3set-Pass\n')
+    assert cp.returncode == 1 and 'not approved' in cp.stderr
+    cp = crypt('officer2', 'approve', rid)
+    assert cp.returncode == 0, cp.stderr
+    cp = crypt('officer1', 'recover', '-k', escrow_key, rid, input='r3set-Pass\n')
+    assert cp.returncode == 0 and 'approved by officer2' in cp.stdout, cp.stderr
+    bodies = imap_read_all(d, user, 'r3set-Pass')
+    assert bodies is not None and len(bodies) == 3
+    # a request is used once; every step is in the audit log
+    assert crypt('officer1', 'recover', '-k', escrow_key, rid, input='x\n').returncode == 1
+    audit.sync()
+    ops = [(r.get('op'), r.get('admin')) for r in audit.records(user=user)]
+    assert ('crypt-recovery-request', 'officer1') in ops
+    assert ('crypt-recovery-approve', 'officer2') in ops
+    assert ('crypt-recover', 'officer1') in ops
+    # the wrong escrow key opens nothing
+    cp = crypt('officer3', 'request', user, 'again')
+    rid2 = cp.stdout.split()[1].rstrip(':')
+    assert crypt('officer4', 'approve', rid2).returncode == 0
+    bad = escrow_key + '.bad'
+    with open(os.open(bad, os.O_WRONLY | os.O_CREAT, 0o600), 'w') as f:
+        f.write(os.urandom(32).hex() + '\n')
+    cp = crypt('officer3', 'recover', '-k', bad, rid2, input='zzz\n')
+    assert cp.returncode == 1
+    assert imap_read_all(d, user, 'r3set-Pass') is not None

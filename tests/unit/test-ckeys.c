@@ -33,14 +33,14 @@ int main(void)
     test_assert(mk_ck_add(&f, &kp, server, &escrow.pub, 1795400000) == 0);
     path = mk_ck_path(dir, "alice@example.com");
     test_assert(mk_ck_load(path, &g, why, sizeof(why)) == 0);       /* none yet */
-    test_assert(mk_ck_save(path, &f, true, why, sizeof(why)) == 0);
-    test_assert(mk_ck_save(path, &f, true, why, sizeof(why)) == -1 && why[0] == '\0');
+    test_assert(mk_ck_save(path, &f, true, (uid_t) -1, (gid_t) -1, why, sizeof(why)) == 0);
+    test_assert(mk_ck_save(path, &f, true, (uid_t) -1, (gid_t) -1, why, sizeof(why)) == -1 && why[0] == '\0');
     test_assert(mk_ck_load(path, &g, why, sizeof(why)) == 1);
     test_assert_str(g.user, "alice@example.com");
     test_assert(g.nkeys == 1 && mk_ck_active(&g) == &g.keys[0] && g.keys[0].has_escrow);
-    test_assert(mk_ck_open(&g, mk_ck_active(&g), server, &got) == 0);
+    test_assert(mk_ck_open(&g, mk_ck_active(&g), server, NULL, &got) == 0);
     test_assert(memcmp(got.priv, kp.priv, 32) == 0 && memcmp(got.pub.id, kp.pub.id, 8) == 0);
-    test_assert(mk_ck_open(&g, mk_ck_active(&g), wrong, &got) == -1);
+    test_assert(mk_ck_open(&g, mk_ck_active(&g), wrong, NULL, &got) == -1);
     test_assert(mk_ck_open_escrow(mk_ck_active(&g), &escrow, &got) == 0);
     test_assert(memcmp(got.priv, kp.priv, 32) == 0);
     test_assert(mk_ck_open_escrow(mk_ck_active(&g), &kp2, &got) == -1);
@@ -54,16 +54,37 @@ int main(void)
     test_begin("ckeys: a second key becomes active, the first stays");
     test_assert(mk_ck_add(&g, &kp2, server, NULL, 1795500000) == 0);
     test_assert(mk_ck_add(&g, &kp2, server, NULL, 1795500000) == -1);    /* twice */
-    test_assert(mk_ck_save(path, &g, false, why, sizeof(why)) == 0);
+    test_assert(mk_ck_save(path, &g, false, (uid_t) -1, (gid_t) -1, why, sizeof(why)) == 0);
     test_assert(mk_ck_load(path, &f, why, sizeof(why)) == 1);
     test_assert(f.nkeys == 2 && f.active == 1 && !f.keys[1].has_escrow);
     test_assert(mk_ck_find(&f, kp.pub.id) == &f.keys[0]);
-    test_assert(mk_ck_open(&f, &f.keys[0], server, &got) == 0);
+    test_assert(mk_ck_open(&f, &f.keys[0], server, NULL, &got) == 0);
     test_end();
 
     test_begin("ckeys: a sealed key moved to another user does not open");
     strcpy(f.user, "mallory@example.com");
-    test_assert(mk_ck_open(&f, &f.keys[0], server, &got) == -1);
+    test_assert(mk_ck_open(&f, &f.keys[0], server, NULL, &got) == -1);
+    test_end();
+
+    test_begin("ckeys: a key sealed by a password opens with it alone, and back");
+    strcpy(f.user, "alice@example.com");
+    test_assert(mk_ck_open(&f, &f.keys[1], server, NULL, &got) == 0);
+    test_assert(mk_ck_protect(&f, &f.keys[1], &got, NULL, "correct horse") == 0);
+    test_assert(f.keys[1].password && f.keys[1].cost == MK_CK_COST_DEFAULT);
+    test_assert(mk_ck_save(path, &f, false, (uid_t) -1, (gid_t) -1, why, sizeof(why)) == 0);
+    test_assert(mk_ck_load(path, &g, why, sizeof(why)) == 1 && g.keys[1].password);
+    test_assert(mk_ck_open(&g, &g.keys[1], server, NULL, &got) == -1);
+    test_assert(mk_ck_open(&g, &g.keys[1], server, "wrong horse", &got) == -1);
+    test_assert(mk_ck_open(&g, &g.keys[1], NULL, "correct horse", &got) == 0);
+    test_assert(memcmp(got.priv, kp2.priv, 32) == 0);
+    /* a new password: sealed again */
+    test_assert(mk_ck_protect(&g, &g.keys[1], &got, NULL, "battery staple") == 0);
+    test_assert(mk_ck_open(&g, &g.keys[1], NULL, "correct horse", &got) == -1);
+    test_assert(mk_ck_open(&g, &g.keys[1], NULL, "battery staple", &got) == 0);
+    /* and back to the server key */
+    test_assert(mk_ck_protect(&g, &g.keys[1], &got, server, NULL) == 0);
+    test_assert(!g.keys[1].password && mk_ck_open(&g, &g.keys[1], server, NULL, &got) == 0);
+    test_assert(mk_ck_protect(&g, &g.keys[0], &got, server, NULL) == -1);   /* not its key */
     test_end();
 
     test_begin("ckeys: the parser refuses what is not a key file");
