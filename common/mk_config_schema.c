@@ -177,6 +177,8 @@ const struct mk_config_key mk_config_schema[] = {
     P("crypt", "server_key", MK_SYSCONFDIR "/mailkeep/crypt-server.key"),
     P("crypt", "escrow_key", ""),
     S("crypt", "mail_user", "mail"),
+    S("crypt", "doveadm", "/usr/bin/doveadm"),
+    S("crypt", "doveconf", "/usr/bin/doveconf"),
 
     /* [otp]: pam_mailkeep's second factor, and mailkeep otp */
     P("otp", "store", MK_LOCALSTATEDIR "/lib/mailkeep/otp"),

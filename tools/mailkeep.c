@@ -37,7 +37,7 @@ static const struct {
     {"archive", mailkeep_archive,
      "init | ingest | search | show | verify | export | import | reindex: the archive"},
     {"crypt", mailkeep_crypt,
-     "init | status | rotate | password | request | approve | recover: mail encrypted at rest"},
+     "init | status | rotate | encrypt-existing | password | request | approve | recover"},
 #endif
 #ifdef HAVE_AUDIT
     {"audit", mailkeep_audit, "init | verify | search | reads: the audit log (mailkeep-auditd)"},

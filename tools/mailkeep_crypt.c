@@ -5,6 +5,8 @@
  *						and an escrow key pair
  *	mailkeep crypt status [USER]		users' keys: active, older, escrow
  *	mailkeep crypt rotate USER...		a new active key; old ones stay
+ *	mailkeep crypt encrypt-existing [-k] USER...	convert mailboxes (dsync), keeping
+ *						UIDs and flags
  *	mailkeep crypt password USER		old and new password on standard input:
  *						the user's keys sealed anew
  *	mailkeep crypt request USER REASON...	recovery, step 1: an administrator asks
@@ -40,7 +42,10 @@
 #include "mk_config.h"
 #include "mk_crypto.h"
 #include "mk_mcrypt.h"
+#include "mk_run.h"
 #include "mk_util.h"
+
+#include <ftw.h>
 
 struct crypt_cmd {
     struct mk_config *cfg;
@@ -57,6 +62,7 @@ static void crypt_usage(void)
     fprintf(stderr, "usage: mailkeep crypt init [-e ESCROW_PRIVATE_FILE]\n"
                     "       mailkeep crypt status [USER]\n"
                     "       mailkeep crypt rotate USER...\n"
+                    "       mailkeep crypt encrypt-existing [-k] USER...\n"
                     "       mailkeep crypt password USER < OLD_AND_NEW_PASSWORD\n"
                     "       mailkeep crypt request USER REASON...\n"
                     "       mailkeep crypt approve ID\n"
@@ -321,6 +327,231 @@ static int crypt_rotate(struct crypt_cmd *c, int argc, char **argv)
         free(user);
     }
     OPENSSL_cleanse(server, sizeof(server));
+    return rc;
+}
+
+/* ------------------------------------------------ converting mailboxes */
+
+/* doveadm (as [crypt] doveadm says) with args; its output when out is not NULL. */
+static int crypt_doveadm(const struct crypt_cmd *c, const char *const *args, char **out)
+{
+    return mk_run_cmd(mk_config_str(c->cfg, "crypt", "doveadm"), args, NULL, 0, out);
+}
+
+static char *crypt_trim(char *s)
+{
+    if (s != NULL)
+        s[strcspn(s, "\r\n")] = '\0';
+    return s;
+}
+
+/* The user's mail location, as FORMAT and an absolute PATH (malloc'ed). */
+static int crypt_location(const struct crypt_cmd *c, const char *user, char **format, char **path)
+{
+    const char *mail_args[] = {"user", "-f", "mail", user, NULL};
+    const char *home_args[] = {"user", "-f", "home", user, NULL};
+    const char *conf_args[] = {"-h", "mail_location", NULL};
+    char *loc = NULL, *home = NULL, *colon, *out;
+    const char *at = strchr(user, '@');
+    size_t len = 0;
+
+    if (crypt_doveadm(c, mail_args, &loc) != 0 || *crypt_trim(loc) == '\0') {
+        free(loc);
+        loc = NULL;
+        if (mk_run_cmd(mk_config_str(c->cfg, "crypt", "doveconf"), conf_args, NULL, 0, &loc) != 0
+            || *crypt_trim(loc) == '\0') {
+            fprintf(stderr, "mailkeep crypt: %s: no mail location (doveadm user, doveconf)\n", user);
+            free(loc);
+            return -1;
+        }
+    }
+    if (crypt_doveadm(c, home_args, &home) != 0)
+        home = NULL;
+    crypt_trim(home);
+    if ((colon = strchr(loc, ':')) == NULL || strchr(colon + 1, ':') != NULL
+        || (strncmp(loc, "maildir:", 8) != 0 && strncmp(loc, "sdbox:", 6) != 0)) {
+        fprintf(stderr, "mailkeep crypt: %s: mail location \"%s\": only maildir:PATH and "
+                        "sdbox:PATH (without options) are converted\n", user, loc);
+        free(loc);
+        free(home);
+        return -1;
+    }
+    *colon = '\0';
+    *format = mk_xstrdup(loc);
+    /* ~, %u, %n, %d, %h, as Dovecot expands them */
+    out = mk_xcalloc(1, strlen(colon + 1) * 4 + (home ? strlen(home) : 0) * 4 + 1024);
+    for (const char *p = colon + 1; *p != '\0'; p++) {
+        const char *sub = NULL;
+        size_t sub_len = 0;
+        bool variable = false;
+
+        if (p == colon + 1 && *p == '~' && home != NULL)
+            sub = home, sub_len = strlen(home);
+        else if (*p == '%' && p[1] != '\0') {
+            variable = true;
+            p++;
+            if (*p == 'u')
+                sub = user, sub_len = strlen(user);
+            else if (*p == 'n')
+                sub = user, sub_len = at != NULL ? (size_t) (at - user) : strlen(user);
+            else if (*p == 'd')
+                sub = at != NULL ? at + 1 : "", sub_len = strlen(sub);
+            else if (*p == 'h' && home != NULL)
+                sub = home, sub_len = strlen(home);
+            else if (*p == '%')
+                sub = "%", sub_len = 1;
+        }
+        if (sub != NULL) {
+            memcpy(out + len, sub, sub_len);
+            len += sub_len;
+        } else if (variable) {
+            fprintf(stderr, "mailkeep crypt: %s: cannot expand %%%c in the mail location\n",
+                    user, *p);
+            free(out);
+            free(*format);
+            free(loc);
+            free(home);
+            return -1;
+        } else {
+            out[len++] = *p;
+        }
+    }
+    free(loc);
+    free(home);
+    if (out[0] != '/') {
+        fprintf(stderr, "mailkeep crypt: %s: mail location %s is not absolute\n", user, out);
+        free(out);
+        free(*format);
+        return -1;
+    }
+    *path = out;
+    return 0;
+}
+
+/* The message count of every mailbox, as doveadm prints it ("NAME messages=N" lines). */
+static char *crypt_counts(const struct crypt_cmd *c, const char *user, const char *location)
+{
+    char *opt = location != NULL ? mk_xasprintf("mail_location=%s", location) : NULL, *out = NULL;
+    const char *with[] = {"-o", opt, "mailbox", "status", "-u", user, "messages", "*", NULL};
+    const char *plain[] = {"mailbox", "status", "-u", user, "messages", "*", NULL};
+
+    if (crypt_doveadm(c, location != NULL ? with : plain, &out) != 0) {
+        free(out);
+        out = NULL;
+    }
+    free(opt);
+    return out;
+}
+
+static int crypt_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void) st;
+    (void) flag;
+    (void) ftw;
+    return remove(path);
+}
+
+static int crypt_convert(struct crypt_cmd *c, const char *user, bool keep)
+{
+    char *format = NULL, *path = NULL, *fresh = NULL, *old = NULL, *target = NULL;
+    char *before = NULL, *after = NULL;
+    const char *kick[] = {"kick", user, NULL};
+    int rc = 0;
+
+    if (crypt_location(c, user, &format, &path) != 0)
+        return EX_CONFIG;
+    fresh = mk_xasprintf("%s.mkcrypt-new", path);
+    old = mk_xasprintf("%s.mkcrypt-plain", path);
+    target = mk_xasprintf("%s:%s", format, fresh);
+    if (access(fresh, F_OK) == 0 || access(old, F_OK) == 0) {
+        fprintf(stderr, "mailkeep crypt: %s: %s or %s exists: an earlier conversion did not "
+                        "finish; look at them, remove them, and run this again\n", user, fresh,
+                old);
+        rc = 1;
+        goto out;
+    }
+    {
+        /* dsync writes every message through the plugin, encrypted; UIDs,
+           UIDVALIDITY, flags and keywords stay. Twice: the second pass,
+           after the user's sessions are ended, takes what changed meanwhile. */
+        const char *backup[] = {"-o", "plugin/mailkeep_crypt=yes", "backup", "-u", user, target,
+                                NULL};
+
+        for (int pass = 0; pass < 2; pass++) {
+            if (pass == 1)
+                (void) crypt_doveadm(c, kick, NULL);
+            if (crypt_doveadm(c, backup, NULL) != 0) {
+                fprintf(stderr, "mailkeep crypt: %s: doveadm backup to %s failed; the mailboxes "
+                                "are untouched (remove %s)\n", user, target, fresh);
+                rc = EX_TEMPFAIL;
+                goto out;
+            }
+        }
+    }
+    if ((before = crypt_counts(c, user, NULL)) == NULL) {
+        fprintf(stderr, "mailkeep crypt: %s: cannot count the messages\n", user);
+        rc = EX_TEMPFAIL;
+        goto out;
+    }
+    if (rename(path, old) != 0 || rename(fresh, path) != 0) {
+        fprintf(stderr, "mailkeep crypt: %s: swapping %s and %s: %s\n", user, path, fresh,
+                strerror(errno));
+        rc = EX_IOERR;
+        goto out;
+    }
+    (void) crypt_doveadm(c, kick, NULL);
+    after = crypt_counts(c, user, NULL);
+    if (after == NULL || strcmp(before, after) != 0) {
+        fprintf(stderr, "mailkeep crypt: %s: the converted mailboxes do not count as many messages "
+                        "as the old ones (a delivery during the swap?); the old ones are kept in "
+                        "%s: bring the missing mail over with doveadm import\n", user, old);
+        rc = 2;
+        goto out;
+    }
+    if (!keep && nftw(old, crypt_rm, 16, FTW_DEPTH | FTW_PHYS) != 0) {
+        fprintf(stderr, "mailkeep crypt: %s: removing %s: %s\n", user, old, strerror(errno));
+        rc = EX_IOERR;
+        goto out;
+    }
+    printf("%s: %s encrypted in place (UIDs and flags kept)%s%s\n", user, path,
+           keep ? "; the plain copy is in " : "", keep ? old : "");
+out:
+    free(before);
+    free(after);
+    free(target);
+    free(old);
+    free(fresh);
+    free(path);
+    free(format);
+    return rc;
+}
+
+static int crypt_encrypt_existing(struct crypt_cmd *c, int argc, char **argv)
+{
+    bool keep = false;
+    int ch, rc = 0;
+
+    optind = 1;
+    while ((ch = getopt(argc, argv, "k")) != -1) {
+        if (ch != 'k') {
+            crypt_usage();
+            return EX_USAGE;
+        }
+        keep = true;
+    }
+    if (optind >= argc) {
+        crypt_usage();
+        return EX_USAGE;
+    }
+    for (int i = optind; i < argc; i++) {
+        char *user = mk_xstrdup(argv[i]);
+        int one;
+
+        mk_str_lower(user);
+        if ((one = crypt_convert(c, user, keep)) != 0)
+            rc = one;
+        free(user);
+    }
     return rc;
 }
 
@@ -779,6 +1010,8 @@ int mailkeep_crypt(const char *config_path, int argc, char **argv)
         rc = crypt_status(&c, argc, argv);
     } else if (strcmp(argv[0], "rotate") == 0) {
         rc = crypt_rotate(&c, argc, argv);
+    } else if (strcmp(argv[0], "encrypt-existing") == 0) {
+        rc = crypt_encrypt_existing(&c, argc, argv);
     } else if (strcmp(argv[0], "password") == 0) {
         rc = crypt_password(&c, argc, argv);
     } else if (strcmp(argv[0], "request") == 0) {
