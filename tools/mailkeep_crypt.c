@@ -4,7 +4,8 @@
  *	mailkeep crypt init [-e ESCROW_PRIVATE]	the key directory, the server key,
  *						and an escrow key pair
  *	mailkeep crypt status [USER]		users' keys: active, older, escrow
- *	mailkeep crypt rotate USER...		a new active key; old ones stay
+ *	mailkeep crypt rotate [-r] USER...	a new active key; old ones stay (-r:
+ *						the mail given to the new key)
  *	mailkeep crypt encrypt-existing [-k] USER...	convert mailboxes (dsync), keeping
  *						UIDs and flags
  *	mailkeep crypt password USER		old and new password on standard input:
@@ -61,7 +62,7 @@ static void crypt_usage(void)
 {
     fprintf(stderr, "usage: mailkeep crypt init [-e ESCROW_PRIVATE_FILE]\n"
                     "       mailkeep crypt status [USER]\n"
-                    "       mailkeep crypt rotate USER...\n"
+                    "       mailkeep crypt rotate [-r] USER... [< OLD_PASSWORD]\n"
                     "       mailkeep crypt encrypt-existing [-k] USER...\n"
                     "       mailkeep crypt password USER < OLD_AND_NEW_PASSWORD\n"
                     "       mailkeep crypt request USER REASON...\n"
@@ -273,16 +274,160 @@ static int crypt_status(struct crypt_cmd *c, int argc, char **argv)
     return rc;
 }
 
+static int crypt_location(const struct crypt_cmd *c, const char *user, char **format,
+                          char **path);
+static char *crypt_read_line(void);
+static void crypt_wipe_free(char *s);
+
+struct crypt_rewrap {
+    const struct mk_ck_file *f;
+    struct mk_mc_keypair pairs[MK_CK_MAX_KEYS];
+    bool opened[MK_CK_MAX_KEYS], failed[MK_CK_MAX_KEYS];
+    const uint8_t *server;
+    const char *password;
+    const struct mk_mc_pubkey *escrow;
+    struct mk_mc_pubkey active;
+    unsigned done, current, unreadable, other;
+};
+
+static struct crypt_rewrap *crypt_rw;
+
+/* One message file: a header for an older key of the user's is written
+   anew for the active key (and escrow), in place, the same length. */
+static int crypt_rewrap_file(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    struct crypt_rewrap *rw = crypt_rw;
+    unsigned char buf[1024], dek[MK_MC_KEY_LEN], hdr[MK_MC_HEADER_MAX];
+    struct mk_mc_header h;
+    struct mk_mc_recipient r[2];
+    const unsigned char *at;
+    const struct mk_ck_key *k = NULL;
+    const char *why, *base = path + ftw->base;
+    size_t need, hlen, off;
+    ssize_t n;
+    unsigned idx, nr = 0;
+    bool escrow_slot = false;
+    int fd, ok;
+
+    /* not Dovecot's own files, nor a maildir's tmp/ (files being written) */
+    if (flag != FTW_F || !S_ISREG(st->st_mode) || strncmp(base, "dovecot", 7) == 0
+        || (ftw->base >= 5 && strncmp(path + ftw->base - 5, "/tmp/", 5) == 0))
+        return 0;
+    if ((fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC)) < 0)
+        return 0;
+    n = read(fd, buf, sizeof(buf));
+    /* Maildir: the message is the file; sdbox: it follows dbox's text header. */
+    at = n > 0 ? memmem(buf, (size_t) n, MK_MC_MAGIC, MK_MC_MAGIC_LEN) : NULL;
+    if (at == NULL || (off = (size_t) (at - buf)) > 512
+        || mk_mc_header_parse(at, (size_t) n - off, &h, &need, &why) != 1) {
+        close(fd);
+        return 0;
+    }
+    for (unsigned i = 0; i < h.nslots; i++) {
+        if (h.slots[i].kind == MK_MC_SLOT_ESCROW)
+            escrow_slot = true;
+        else if (k == NULL)
+            k = mk_ck_find(rw->f, h.slots[i].id);
+    }
+    if (k == NULL) {
+        rw->other++;                    /* no key of this user's: leave it */
+        close(fd);
+        return 0;
+    }
+    if (memcmp(k->id, rw->active.id, MK_MC_ID_LEN) == 0) {
+        rw->current++;
+        close(fd);
+        return 0;
+    }
+    idx = (unsigned) (k - rw->f->keys);
+    if (!rw->opened[idx] && !rw->failed[idx]) {
+        if (mk_ck_open(rw->f, k, rw->server, rw->password, &rw->pairs[idx]) == 0)
+            rw->opened[idx] = true;
+        else
+            rw->failed[idx] = true;
+    }
+    r[nr].kind = MK_MC_SLOT_USER;
+    r[nr++].key = &rw->active;
+    if (escrow_slot && rw->escrow != NULL) {
+        r[nr].kind = MK_MC_SLOT_ESCROW;
+        r[nr++].key = rw->escrow;
+    }
+    ok = rw->opened[idx] && mk_mc_unwrap(&h, &rw->pairs[idx], dek) == 0
+         && mk_mc_header_make(dek, h.chunk_shift, r, nr, hdr, &hlen) == 0 && hlen == h.len
+         && pwrite(fd, hdr, hlen, (off_t) off) == (ssize_t) hlen && fsync(fd) == 0;
+    OPENSSL_cleanse(dek, sizeof(dek));
+    close(fd);
+    if (ok)
+        rw->done++;
+    else
+        rw->unreadable++;
+    return 0;
+}
+
+static int crypt_rewrap_user(struct crypt_cmd *c, const char *user, const struct mk_ck_file *f,
+                             const uint8_t *server, const struct mk_mc_pubkey *escrow)
+{
+    struct crypt_rewrap rw;
+    char *format = NULL, *path = NULL, *password = NULL;
+    bool need_password = false;
+
+    memset(&rw, 0, sizeof(rw));
+    for (unsigned i = 0; i < f->nkeys; i++)
+        if ((int) i != f->active && f->keys[i].password)
+            need_password = true;
+    if (need_password && ((password = crypt_read_line()) == NULL || *password == '\0')) {
+        fprintf(stderr, "mailkeep crypt: %s: older keys are sealed by the password: give it on "
+                        "standard input\n", user);
+        crypt_wipe_free(password);
+        return EX_DATAERR;
+    }
+    if (crypt_location(c, user, &format, &path) != 0) {
+        crypt_wipe_free(password);
+        return EX_CONFIG;
+    }
+    rw.f = f;
+    rw.server = server;
+    rw.password = password;
+    rw.escrow = escrow;
+    mk_mc_pubkey_set(&rw.active, mk_ck_active(f)->pub);
+    crypt_rw = &rw;
+    (void) nftw(path, crypt_rewrap_file, 16, FTW_PHYS);
+    crypt_rw = NULL;
+    for (unsigned i = 0; i < MK_CK_MAX_KEYS; i++)
+        mk_mc_keypair_wipe(&rw.pairs[i]);
+    crypt_wipe_free(password);
+    printf("%s: %u message%s given to the new key, %u already on it\n", user, rw.done,
+           rw.done == 1 ? "" : "s", rw.current);
+    if (rw.unreadable > 0)
+        fprintf(stderr, "mailkeep crypt: %s: %u message%s could not be given to the new key "
+                        "(an older key that does not open, or a damaged header); they stay "
+                        "readable with the older keys\n", user, rw.unreadable,
+                rw.unreadable == 1 ? "" : "s");
+    free(format);
+    free(path);
+    return rw.unreadable > 0 ? 1 : 0;
+}
+
 static int crypt_rotate(struct crypt_cmd *c, int argc, char **argv)
 {
     struct mk_mc_pubkey escrow;
     uint8_t server[32];
     char why[512];
-    bool have_escrow = *c->escrow_key != '\0';
+    bool have_escrow = *c->escrow_key != '\0', rewrap = false;
     uid_t uid;
     gid_t gid;
-    int rc = 0;
+    int ch, rc = 0;
 
+    optind = 1;
+    while ((ch = getopt(argc, argv, "r")) != -1) {
+        if (ch != 'r') {
+            crypt_usage();
+            return EX_USAGE;
+        }
+        rewrap = true;
+    }
+    argc -= optind - 1;
+    argv += optind - 1;
     if (argc < 2) {
         crypt_usage();
         return EX_USAGE;
@@ -319,6 +464,12 @@ static int crypt_rotate(struct crypt_cmd *c, int argc, char **argv)
             printf("%s: new active key %s; new mail is encrypted to it, older mail stays "
                    "readable with the %u older key%s\n", user, id, f->nkeys - 1,
                    f->nkeys == 2 ? "" : "s");
+            if (rewrap) {
+                int one = crypt_rewrap_user(c, user, f, server, have_escrow ? &escrow : NULL);
+
+                if (one != 0)
+                    rc = one;
+            }
         }
         mk_mc_keypair_wipe(&kp);
         OPENSSL_cleanse(f, sizeof(*f));

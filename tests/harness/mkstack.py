@@ -675,14 +675,16 @@ class Dovecot(_Component):
 
     def __init__(self, workdir=None, slapd=None, mail_user='mail',
                  mail_plugins='', plugin_modules=(), plugin_settings=None,
-                 extra_conf='', passdb=None, mail_location='maildir:~/Maildir'):
+                 extra_conf='', passdb=None, mail_location='maildir:~/Maildir',
+                 user_attrs=''):
         """mail_plugins: added to mail_plugins for every protocol;
         plugin_modules: paths of our own plugin .so files, loaded from a
         module directory of links next to Dovecot's own modules;
         plugin_settings: {name: value} for the plugin {} section;
         extra_conf: appended to dovecot.conf; passdb: the passdb { } block's
         contents, instead of LDAP with auth_bind; mail_location: Dovecot's
-        (sdbox:~/sdbox, for example)."""
+        (sdbox:~/sdbox, for example); user_attrs: more of the LDAP userdb's
+        user_attrs (", mailkeepCryptProtect=mailkeep_crypt_protect")."""
         super().__init__(workdir, 'dovecot')
         self.mail_plugins = mail_plugins
         self.plugin_modules = list(plugin_modules)
@@ -690,6 +692,7 @@ class Dovecot(_Component):
         self.extra_conf = extra_conf
         self.passdb = passdb
         self.mail_location = mail_location
+        self.user_attrs = user_attrs
         self.module_dir = os.path.join(self.dir, 'modules')
         if slapd is None:
             raise ValueError('Dovecot needs a Slapd')
@@ -729,7 +732,7 @@ pass_filter = (&(objectClass=inetOrgPerson)(mail=%u))
 pass_attrs = mail=user
 """
         return common + f"""user_filter = (&(objectClass=inetOrgPerson)(mail=%u))
-user_attrs = =uid={self.mail_uid}, =gid={self.mail_gid}, =home={self.mail_root}/%d/%n
+user_attrs = =uid={self.mail_uid}, =gid={self.mail_gid}, =home={self.mail_root}/%d/%n{self.user_attrs}
 iterate_filter = (&(objectClass=inetOrgPerson)(mail=*))
 iterate_attrs = mail=user
 """

@@ -266,8 +266,32 @@ def test_status_and_rotation(stack, tmp_path):
     c.logout()
     assert bodies[0].endswith(first) and bodies[1].endswith(second)
     listing = mailkeep(conf, 'crypt', 'status').stdout
-    assert 'alice@example.com: key' in listing and listing.count(user + ': key') == 2
+    assert listing.count(user + ': key') == 2
     assert mailkeep(conf, 'crypt', 'rotate', 'nobody@example.com').returncode == 1
+    # rotate -r: a third key, and every message given to it (headers
+    # rewritten in place; the bodies and the sizes stay)
+    with open(conf, 'a') as f:
+        f.write('doveadm = doveadm -c %s\ndoveconf = doveconf -c %s\n'
+                % (d.conf_path, d.conf_path))
+    files = [p for p in files_under(home(d, user)) if MAGIC in open(p, 'rb').read()]
+    sizes = {p: os.path.getsize(p) for p in files}
+    cp = mailkeep(conf, 'crypt', 'rotate', '-r', user)
+    assert cp.returncode == 0 and '2 messages given to the new key' in cp.stdout, cp
+    third = cp.stdout.split()[4].rstrip(';')
+    for p in files:
+        data = open(p, 'rb').read()
+        assert [i for k, i in slot_ids(data) if k == 1] == [third]
+        assert [k for k, i in slot_ids(data)] == [1, 2]             # escrow kept
+        assert os.path.getsize(p) == sizes[p]
+    c = imap(d, user)
+    assert [b[-len(first):] for b in fetch_all(c)[:2]] == [first, second]
+    c.logout()
+    # once more: a fourth key; the messages follow again and still read
+    cp = mailkeep(conf, 'crypt', 'rotate', '-r', user)
+    assert cp.returncode == 0 and '2 messages given to the new key' in cp.stdout
+    c = imap(d, user)
+    assert [b[-len(first):] for b in fetch_all(c)[:2]] == [first, second]
+    c.logout()
 
 
 def test_init_makes_keys_once(tmp_path):
@@ -301,9 +325,12 @@ def pw_stack():
     keys = CryptKeys(workdir)
     audit = AuditD(os.path.join(workdir, 'auditd')).start()
     d = mkstack.Dovecot(os.path.join(workdir, 'dovecot'), slapd, mail_plugins='mailkeep_crypt',
-                        plugin_modules=[PLUGIN],
-                        plugin_settings=dict(keys.plugin_settings(),
-                                             mailkeep_crypt_protect='password'))
+                        plugin_modules=[PLUGIN], plugin_settings=keys.plugin_settings(),
+                        user_attrs=', mailkeepCryptProtect=mailkeep_crypt_protect')
+    # the policy per user, from the directory: grace and wei by their password
+    for uid in ('grace', 'wei'):
+        slapd.modify('dn: %s\nchangetype: modify\nadd: mailkeepCryptProtect\n'
+                     'mailkeepCryptProtect: password\n' % slapd.user_dn(uid))
     # the login's password reaches the plugin as a userdb field
     d.passdb = ('  driver = ldap\n  args = %s/ldap-passdb.conf.ext\n'
                 '  override_fields = userdb_mailkeep_crypt_password=%%w' % d.dir)
@@ -384,6 +411,10 @@ def test_keys_sealed_by_the_password(pw_stack):
     lmtp(d, [user, 'wei@example.org'], both)
     assert imap_read_all(d, 'wei@example.org', PASSWORD)[-1].endswith(both)
     assert ' password ' in keyfile(keys, 'wei@example.org')
+    # a user without the attribute keeps the server key's seal after a login
+    lmtp(d, ['erin@example.com'], message('pwerinmark'))
+    assert len(imap_read_all(d, 'erin@example.com', PASSWORD)) == 1
+    assert ' server ' in keyfile(keys, 'erin@example.com')
 
 
 def test_password_change_keeps_mail_readable(pw_stack):
