@@ -49,6 +49,7 @@
 #include "mail-user.h"
 #include "mail-storage-private.h"
 #include "mail-storage-hooks.h"
+#include "mail-storage-settings.h"
 #include "mail-copy.h"
 #include "module-context.h"
 #include "safe-memset.h"
@@ -239,7 +240,11 @@ static int mkc_keys(struct mail_user *user, struct mkc_user *mu, bool create,
 		}
 		memset(&mu->keys, 0, sizeof(mu->keys));
 		mu->keys.active = -1;
-		i_assert(strlen(user->username) < sizeof(mu->keys.user));
+		if (strlen(user->username) >= sizeof(mu->keys.user)) {
+			*error_r = "the user name is too long";
+			free(path);
+			return -1;
+		}
 		strcpy(mu->keys.user, user->username);
 		if (mk_mc_keypair_generate(&kp) != 0
 		    || mk_ck_add(&mu->keys, &kp, mu->server_key,
@@ -611,6 +616,70 @@ static struct ostream *mkc_ostream_create(struct ostream *output, struct mk_mc_e
 	return o_stream_create(&s->ostream, output, o_stream_get_fd(output));
 }
 
+/* ------------------------------------------------------- the guard */
+
+/* For mail saved unencrypted: a message that starts with the format's
+   magic would be taken for an encrypted one when read, so it is refused
+   (as the first bytes pass, whatever stream they come from). */
+struct mkc_guard_istream {
+	struct istream_private istream;
+	unsigned char first[MK_MC_MAGIC_LEN];
+	size_t seen;
+};
+
+static ssize_t mkc_guard_read(struct istream_private *stream)
+{
+	struct mkc_guard_istream *g = (struct mkc_guard_istream *)stream;
+	const unsigned char *data;
+	size_t size, avail;
+	int ret;
+
+	ret = i_stream_read_more(stream->parent, &data, &size);
+	if (ret == -1) {
+		if (stream->parent->stream_errno != 0) {
+			stream->istream.stream_errno = stream->parent->stream_errno;
+			io_stream_set_error(&stream->iostream, "%s",
+					    i_stream_get_error(stream->parent));
+		} else {
+			stream->istream.eof = TRUE;
+		}
+		return -1;
+	}
+	if (ret == 0)
+		return 0;
+	if (!i_stream_try_alloc(stream, size, &avail))
+		return -2;
+	size = I_MIN(size, avail);
+	if (g->seen < MK_MC_MAGIC_LEN) {
+		size_t n = I_MIN(size, MK_MC_MAGIC_LEN - g->seen);
+
+		memcpy(g->first + g->seen, data, n);
+		g->seen += n;
+		if (g->seen == MK_MC_MAGIC_LEN && memcmp(g->first, MK_MC_MAGIC, MK_MC_MAGIC_LEN) == 0) {
+			stream->istream.stream_errno = EINVAL;
+			io_stream_set_error(&stream->iostream, MKC_LOG ": the message "
+				"starts like an encrypted one; it is not saved unencrypted");
+			return -1;
+		}
+	}
+	memcpy(stream->w_buffer + stream->pos, data, size);
+	stream->pos += size;
+	i_stream_skip(stream->parent, size);
+	return (ssize_t)size;
+}
+
+static struct istream *mkc_guard_create(struct istream *input)
+{
+	struct mkc_guard_istream *g = i_new(struct mkc_guard_istream, 1);
+
+	g->istream.max_buffer_size = input->real_stream->max_buffer_size;
+	g->istream.read = mkc_guard_read;
+	g->istream.istream.readable_fd = FALSE;
+	g->istream.istream.blocking = input->blocking;
+	g->istream.istream.seekable = FALSE;
+	return i_stream_create(&g->istream, input, i_stream_get_fd(input), 0);
+}
+
 /* ------------------------------------------------------------- saving */
 
 static int mkc_save_begin(struct mail_save_context *ctx, struct istream *input)
@@ -626,8 +695,13 @@ static int mkc_save_begin(struct mail_save_context *ctx, struct istream *input)
 	const char *error;
 	unsigned n = 0;
 
-	if (mu == NULL || !mu->encrypt)
-		return mbox->super.save_begin(ctx, input);
+	if (mu == NULL || !mu->encrypt) {
+		struct istream *guarded = mkc_guard_create(input);
+		int ret = mbox->super.save_begin(ctx, guarded);
+
+		i_stream_unref(&guarded);
+		return ret;
+	}
 	if (mkc_keys(user, mu, TRUE, &error) < 0 || mkc_escrow(mu, &error) < 0) {
 		mailbox_set_critical(box, MKC_LOG ": cannot encrypt for %s: %s",
 				     user->username, error);
@@ -813,6 +887,17 @@ static void mkc_mail_user_created(struct mail_user *user)
 	if (mu->encrypt && (mu->keydir == NULL || mu->server_key_path == NULL))
 		user->error = p_strdup(user->pool, MKC_LOG ": mailkeep_crypt = yes needs "
 				       "mailkeep_crypt_keys and mailkeep_crypt_server_key");
+	/* What would store the mail in clear beside it, or make it unreadable:
+	   refused rather than half done. */
+	if (mu->encrypt && *mail_user_set_get_storage_set(user)->mail_attachment_dir != '\0')
+		user->error = p_strdup(user->pool, MKC_LOG ": mail_attachment_dir would keep "
+				       "attachments unencrypted: unset it for encrypted users");
+	value = mail_user_plugin_getenv(user, "zlib_save");
+	if (mu->encrypt && value != NULL && *value != '\0')
+		user->error = p_strdup(user->pool, MKC_LOG ": zlib_save cannot be combined with "
+				       "mailkeep_crypt yet (the mail would not read back)");
+	if (strlen(user->username) >= sizeof(mu->keys.user))
+		user->error = p_strdup(user->pool, MKC_LOG ": the user name is too long");
 	MODULE_CONTEXT_SET(user, mkc_user_module, mu);
 }
 

@@ -216,6 +216,21 @@ def test_plain_mail_stays_readable(stack):
     c.logout()
     assert bodies[0] == plain
     assert bodies[1].endswith(message('newmark%s' % kind))
+    # saved unencrypted, a message may not start like an encrypted one:
+    # it would be taken for one when read
+    forged = MAGIC + b'\x01\x10\x01\x00' + plain
+    cp = subprocess.run(['doveadm', '-c', d.conf_path, '-o', 'plugin/mailkeep_crypt=no', 'save',
+                         '-u', user], input=forged, capture_output=True, timeout=60)
+    assert cp.returncode != 0 and b'starts like an encrypted one' in cp.stderr
+    c = imap(d, user)
+    assert len(fetch_all(c)) == 2
+    c.logout()
+    # settings that would leave mail in clear, or unreadable, stop the session
+    for opt, word in (('plugin/zlib_save=gz', b'zlib_save'),
+                      ('mail_attachment_dir=/tmp', b'mail_attachment_dir')):
+        cp = subprocess.run(['doveadm', '-c', d.conf_path, '-o', opt, 'save', '-u', user],
+                            input=plain, capture_output=True, timeout=60)
+        assert cp.returncode != 0 and word in cp.stderr, cp.stderr
 
 
 def mailkeep(conf, *args):
