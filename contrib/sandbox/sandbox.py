@@ -15,6 +15,10 @@ When pam_mailkeep.so is built, Dovecot (and so Postfix's SMTP AUTH, which
 asks Dovecot) authenticates through PAM: the service file
 /etc/pam.d/mailkeep-sandbox exists while the sandbox runs, and
 dave@example.com logs in with his password and a code.
+
+When the mailkeep_crypt plugin is built, Dovecot saves every new message
+encrypted (mailkeep_crypt(7)), with a server key, an escrow key pair and a
+key directory made at the first start in $STATE/crypt and kept after.
 """
 import json
 import os
@@ -47,6 +51,10 @@ PAM_MARK = '# written by contrib/sandbox/mailkeep-sandbox up, removed by down'
 # are enrolled with a random secret (mailkeep otp enroll USER).
 OTP_USER = 'dave@example.com'
 OTP_SECRET = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP'
+
+# mailkeep_crypt: the plugin, and where its keys are kept
+CRYPT_PLUGIN = os.path.join(BUILDDIR, 'dovecot-plugins', 'lib90_mailkeep_crypt_plugin.so')
+CRYPT_DIR = os.path.join(STATE, 'crypt')
 
 EICAR = b'X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
 
@@ -284,6 +292,61 @@ def otp_setup(slapd):
     return conf
 
 
+def crypt_setup(dovecot):
+    """mailkeep_crypt's keys, made at the first start and kept after (the
+    mail saved with them stays in the sandbox's mailboxes): the server key
+    (32 random bytes as 64 hex digits, the mail user's, 0600), an escrow
+    X25519 key pair (the private key as 64 hex digits, root's, 0600, kept
+    here for the demo only: a real site keeps it away from the mail
+    servers; the public key likewise) and the user key directory (the mail
+    user's, 0700): what "mailkeep crypt init -e" makes, in the files
+    "mailkeep crypt recover -k" reads."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    uid, gid = dovecot.mail_uid, dovecot.mail_gid
+    d = CRYPT_DIR
+    keys = os.path.join(d, 'keys')
+    server_key = os.path.join(d, 'server.key')
+    escrow_pem = os.path.join(d, 'escrow.key')
+    escrow_pub = os.path.join(d, 'escrow.pub')
+    os.makedirs(d, exist_ok=True)
+    os.chmod(d, 0o755)                      # the mail user reaches its files
+    os.makedirs(keys, mode=0o700, exist_ok=True)
+    os.chown(keys, uid, gid)
+    os.chmod(keys, 0o700)
+    if not os.path.exists(server_key):
+        fd = os.open(server_key + '.tmp', os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, 'w') as f:
+            f.write(os.urandom(32).hex() + '\n')
+        os.replace(server_key + '.tmp', server_key)
+    os.chown(server_key, uid, gid)
+    os.chmod(server_key, 0o600)
+    if not os.path.exists(escrow_pem):
+        private = X25519PrivateKey.generate()
+        fd = os.open(escrow_pem + '.tmp', os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, 'w') as f:
+            f.write(private.private_bytes(serialization.Encoding.Raw,
+                                          serialization.PrivateFormat.Raw,
+                                          serialization.NoEncryption()).hex() + '\n')
+        os.replace(escrow_pem + '.tmp', escrow_pem)
+        if os.path.exists(escrow_pub):
+            os.unlink(escrow_pub)           # a new pair: the public half follows
+    os.chown(escrow_pem, 0, 0)
+    os.chmod(escrow_pem, 0o600)
+    if not os.path.exists(escrow_pub):
+        with open(escrow_pem) as f:
+            private = X25519PrivateKey.from_private_bytes(bytes.fromhex(f.read().strip()))
+        raw = private.public_key().public_bytes(serialization.Encoding.Raw,
+                                                serialization.PublicFormat.Raw)
+        with open(escrow_pub + '.tmp', 'w') as f:
+            f.write(raw.hex() + '\n')
+        os.chmod(escrow_pub + '.tmp', 0o644)
+        os.replace(escrow_pub + '.tmp', escrow_pub)
+    return {'mailkeep_crypt': 'yes', 'mailkeep_crypt_keys': keys,
+            'mailkeep_crypt_server_key': server_key,
+            'mailkeep_crypt_escrow_key': escrow_pub}, escrow_pem
+
+
 def pam_service_write(conf):
     """The PAM service Dovecot's passdb names: pam_mailkeep alone checks
     the password (an LDAP bind), the second factor and lockout."""
@@ -356,6 +419,15 @@ def serve():
             dv.plugin_modules = plugin_modules()
             dv.plugin_settings = audit.plugin_settings()
             dv.extra_conf = 'import_environment = $import_environment MAILKEEP_ADMIN SUDO_USER\n'
+        crypt = None
+        if os.path.exists(CRYPT_PLUGIN):
+            # mailkeep_crypt: every message saved from now on is encrypted at
+            # rest; the index cache, which would keep headers in clear, is off
+            crypt, escrow_pem = crypt_setup(dv)
+            dv.mail_plugins = (dv.mail_plugins + ' mailkeep_crypt').strip()
+            dv.plugin_modules = dv.plugin_modules + [CRYPT_PLUGIN]
+            dv.plugin_settings = dict(dv.plugin_settings, **crypt)
+            dv.extra_conf += 'mail_never_cache_fields = *\n'
         st.dovecot.start()
         if audit is not None:
             # accounts the plugin has not seen yet, so that the report lists every one
@@ -468,6 +540,11 @@ def serve():
             'recall_log': recall.stderr_path if recall else None,
             'otp_config': pam_conf,
             'pam_service': PAM_SERVICE_FILE if pam_conf else None,
+            'crypt_keys': crypt['mailkeep_crypt_keys'] if crypt else None,
+            'crypt_server_key': crypt['mailkeep_crypt_server_key'] if crypt else None,
+            'crypt_escrow_key': crypt['mailkeep_crypt_escrow_key'] if crypt else None,
+            'crypt_escrow_private': escrow_pem if crypt else None,
+            'alice_maildir': st.dovecot.mail_dir('alice@example.com'),
         }
         with open(INFO + '.tmp', 'w') as f:
             json.dump(info, f, indent=1)
@@ -605,6 +682,31 @@ def otp_help(i):
 """
 
 
+def crypt_help(i):
+    if not i.get('crypt_keys'):
+        return ''
+    m = i['alice_maildir']
+    return f"""  # At-rest encryption (the Dovecot plugin mailkeep_crypt): every message saved
+  # from now on is encrypted on disk with a key of its own, wrapped for the user's
+  # key and the escrow key; IMAP and POP3 read it in clear. The keys:
+  #   server key (seals the users' private keys)  {i['crypt_server_key']}
+  #   user keys, one file per address              {i['crypt_keys']}/
+  #   escrow public key                            {i['crypt_escrow_key']}
+  #   escrow private key (root's; a real site keeps it off the mail servers)
+  #                                                {i['crypt_escrow_private']}
+  swaks -s 127.0.0.1:{i['smtp_port']} --xclient-addr 203.0.113.5 -f friend@good.example \\
+        -t alice@example.com --header 'Subject: at rest' --body 'kept encrypted on disk'
+  # IMAP reads it in clear
+  uid=$(curl -s -u alice@example.com:mailkeep 'imap://127.0.0.1:{i['ports']['imap']}/INBOX' \\
+        -X 'UID SEARCH SUBJECT "at rest"' | awk '{{print $NF}}' | tr -d '\\r')
+  curl -s -u alice@example.com:mailkeep "imap://127.0.0.1:{i['ports']['imap']}/INBOX;UID=$uid"
+  # on disk the newest file starts with the format's magic, \\0MKCRYPT, and the
+  # text is nowhere in the Maildir (mail from before the plugin stays as it was)
+  head -c 8 "$(ls -t {m}/new/* {m}/cur/* 2>/dev/null | head -1)" | od -c
+  grep -rl 'kept encrypted on disk' {m} || echo 'not in clear on disk'
+"""
+
+
 def show():
     i = json.load(open(INFO))
     p = i['ports']
@@ -635,7 +737,7 @@ Try it:
   swaks -s 127.0.0.1:{i['smtp_port']} --xclient-addr 203.0.113.5 -f deals@promo.example -t bob@example.com
   curl -s -u bob@example.com:mailkeep 'imap://127.0.0.1:{p['imap']}/Junk;UID=1'
 
-{dlp_help(i)}{av_help(i)}{archive_help(i)}{audit_help(i)}{recall_help(i)}{otp_help(i)}
+{dlp_help(i)}{av_help(i)}{archive_help(i)}{audit_help(i)}{recall_help(i)}{otp_help(i)}{crypt_help(i)}
   Edit a list (it reloads within seconds): {i['block_lists']}/bad-senders
   Reload the configuration: kill -USR1 {i['block_pid']}   ({i['block_config']})
   Logs: {i['block_log']}
