@@ -125,6 +125,10 @@ def test_delivered_and_appended_mail_is_encrypted_and_reads_back(stack):
     p.quit()
     out = doveadm(d, 'fetch', '-u', user, 'text', 'mailbox', 'INBOX', 'uid', '3').stdout
     assert b'Body line 2 of appendmark' in out
+    # what Dovecot would cache: the structure, a snippet, header fields
+    out = doveadm(d, 'fetch', '-u', user, 'body.snippet imap.bodystructure hdr.subject',
+                  'mailbox', 'INBOX').stdout
+    assert b'Body line 0 of appendmark' in out and b'Secret subject appendmark' in out
     # nothing of it in clear under the mail directory, indexes and caches included
     leaks = grep_tree(home(d, user), needles('lmtpmark' + kind) + needles('appendmark' + kind)
                       + needles('bigmark' + kind))
