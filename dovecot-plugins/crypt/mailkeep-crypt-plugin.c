@@ -53,6 +53,7 @@
 #include "mail-copy.h"
 #include "module-context.h"
 #include "safe-memset.h"
+#include "memarea.h"
 
 #include <time.h>
 
@@ -495,6 +496,12 @@ static void mkc_istream_destroy(struct iostream_private *stream)
 		safe_memset(s->pbuf, 0, s->chunk);
 	i_free(s->pbuf);
 	i_free(s->cbuf);
+	/* what i_stream_default_destroy() does, which this replaces: the
+	   read buffer (plain text: wiped first) and the parent */
+	if (s->istream.w_buffer != NULL && s->istream.buffer_size > 0 &&
+	    (s->istream.memarea == NULL || memarea_get_refcount(s->istream.memarea) == 1))
+		safe_memset(s->istream.w_buffer, 0, s->istream.buffer_size);
+	i_stream_free_buffer(&s->istream);
 	i_stream_unref(&s->istream.parent);
 }
 
