@@ -63,8 +63,8 @@ sys.path.insert(0, os.path.join(HERE, '..', 'tests', 'integration'))
 import mkstack  # noqa: E402
 from cryptenv import CryptKeys  # noqa: E402
 
-USERS = ['alice@example.com', 'bob@example.com', 'carol@example.com', 'dave@example.com',
-         'erin@example.com', 'frank@example.com', 'grace@example.com', 'wei@example.org']
+# the demo directory's users, one per client
+USERS = [u for u in mkstack.DEMO_USERS if u != 'admin@example.com'][:8]
 PASSWORD = mkstack.DEMO_PASSWORD
 BUILDDIR = os.environ.get('MK_BUILDDIR', os.path.join(HERE, '..', 'build'))
 PLUGIN = os.path.join(BUILDDIR, 'dovecot-plugins', 'lib90_mailkeep_crypt_plugin.so')
@@ -594,32 +594,25 @@ def main():
                 cells.append(' %*s' % (widths[n], cell))
             print(('  %-34s' % label + ''.join(cells)).rstrip())
 
+        for results in best.values():
+            for r in results.values():
+                r['mbs'] = r.get('bytes', 0) / 1e6
+                r['rss_mib'] = r['rss'] / 1024.0
+                r['msgs'] = r['rate'] * MESSAGES
         if 'fetch' in best:
             row('FETCH BODY.PEEK[], messages/s', 'fetch', 'rate', '%.0f')
-            for r in best['fetch'].values():
-                r['mbs'] = r['bytes'] / 1e6
             row('  MB/s', 'fetch', 'mbs', '%.1f')
             row('  Dovecot CPU ms per message', 'fetch', 'cpu_ms', '%.2f', False)
-            for r in best['fetch'].values():
-                r['rss_mib'] = r['rss'] / 1024.0
             row('  imap peak RSS, MiB', 'fetch', 'rss_mib', '%.1f', False)
         if 'envelope' in best:
             row('FETCH 1:* (ENVELOPE), rounds/s', 'envelope', 'rate', '%.1f')
-            for r in best['envelope'].values():
-                r['msgs'] = r['rate'] * MESSAGES
             row('  envelopes/s', 'envelope', 'msgs', '%.0f')
             row('  Dovecot CPU ms per round', 'envelope', 'cpu_ms', '%.1f', False)
-            for r in best['envelope'].values():
-                r['rss_mib'] = r['rss'] / 1024.0
             row('  imap peak RSS, MiB', 'envelope', 'rss_mib', '%.1f', False)
         if 'lmtp' in best:
             row('LMTP delivery, messages/s', 'lmtp', 'rate', '%.0f')
-            for r in best['lmtp'].values():
-                r['mbs'] = r['bytes'] / 1e6
             row('  MB/s', 'lmtp', 'mbs', '%.1f')
             row('  Dovecot CPU ms per message', 'lmtp', 'cpu_ms', '%.2f', False)
-            for r in best['lmtp'].values():
-                r['rss_mib'] = r['rss'] / 1024.0
             row('  lmtp peak RSS, MiB', 'lmtp', 'rss_mib', '%.1f', False)
         if foreign > 0.2:
             print('WARNING: other processes used up to %.2f cores during a run: the figures are'

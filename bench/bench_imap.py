@@ -41,8 +41,8 @@ sys.path.insert(0, os.path.join(HERE, '..', 'tests', 'harness'))
 import mkstack  # noqa: E402
 from mkaudit import AuditD, plugin_modules  # noqa: E402
 
-USERS = ['alice@example.com', 'bob@example.com', 'carol@example.com', 'dave@example.com',
-         'erin@example.com', 'frank@example.com', 'grace@example.com', 'wei@example.org']
+# the demo directory's users, one per client
+USERS = [u for u in mkstack.DEMO_USERS if u != 'admin@example.com'][:8]
 PASSWORD = 'mailkeep'
 MESSAGES = 300
 BATCH = 20

@@ -37,8 +37,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'tests', 'harness'))
 import mkstack  # noqa: E402
 
-USERS = ['alice@example.com', 'bob@example.com', 'carol@example.com', 'dave@example.com',
-         'erin@example.com', 'frank@example.com', 'grace@example.com', 'wei@example.org']
+# the demo directory's users, one per client
+USERS = [u for u in mkstack.DEMO_USERS if u != 'admin@example.com'][:8]
 PASSWORD = mkstack.DEMO_PASSWORD
 BUILDDIR = os.environ.get('MK_BUILDDIR', os.path.join(HERE, '..', 'build'))
 MAILKEEP = os.path.join(BUILDDIR, 'tools', 'mailkeep')
