@@ -1,8 +1,8 @@
 /*
  * mk_ckeys - mailkeep_crypt's user key files. See mk_ckeys.h.
  *
- * Self-contained like mk_mcrypt (OpenSSL and libc): the Dovecot plugin
- * compiles it in.
+ * Self-contained like mk_mcrypt (OpenSSL, libc and mk_hex.c): the Dovecot
+ * plugin compiles it in.
  */
 #include "config.h"
 
@@ -20,6 +20,7 @@
 #include <openssl/rand.h>
 
 #include "mk_ckeys.h"
+#include "mk_crypto.h"
 
 #define MK_CK_MAGIC "mailkeep-crypt-keys 1"
 #define MK_CK_AAD "mailkeep-crypt key"
@@ -37,38 +38,10 @@ static void mk_ck_why(char *why, size_t why_len, const char *fmt, ...)
     va_end(ap);
 }
 
-static void mk_ck_hex(const uint8_t *in, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 /* Exactly 2n lower-case hex digits. */
 static int mk_ck_unhex(const char *hex, size_t hex_len, uint8_t *out, size_t n)
 {
-    if (hex_len != 2 * n)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        int v = 0;
-
-        for (int j = 0; j < 2; j++) {
-            char c = hex[2 * i + (size_t) j];
-
-            if (c >= '0' && c <= '9')
-                v = v * 16 + (c - '0');
-            else if (c >= 'a' && c <= 'f')
-                v = v * 16 + (c - 'a' + 10);
-            else
-                return -1;
-        }
-        out[i] = (uint8_t) v;
-    }
-    return 0;
+    return hex_len == 2 * n ? mk_crypto_unhex(hex, n, out) : -1;
 }
 
 char *mk_ck_path(const char *dir, const char *user)
@@ -257,23 +230,23 @@ char *mk_ck_format(const struct mk_ck_file *f)
     for (unsigned i = 0; i < f->nkeys; i++) {
         const struct mk_ck_key *k = &f->keys[i];
 
-        mk_ck_hex(k->id, MK_MC_ID_LEN, id);
-        mk_ck_hex(k->pub, MK_MC_KEY_LEN, a);
-        mk_ck_hex(k->box, MK_CK_BOX_LEN, b);
+        mk_crypto_hex(k->id, MK_MC_ID_LEN, id);
+        mk_crypto_hex(k->pub, MK_MC_KEY_LEN, a);
+        mk_crypto_hex(k->box, MK_CK_BOX_LEN, b);
         if (k->password) {
-            mk_ck_hex(k->salt, MK_CK_SALT_LEN, salt);
+            mk_crypto_hex(k->salt, MK_CK_SALT_LEN, salt);
             p += sprintf(p, "key %s %lld %s password %u %s %s\n", id, k->created, a, k->cost,
                          salt, b);
         } else {
             p += sprintf(p, "key %s %lld %s server %s\n", id, k->created, a, b);
         }
         if (k->has_escrow) {
-            mk_ck_hex(k->escrow, MK_CK_ESCROW_LEN, a);
+            mk_crypto_hex(k->escrow, MK_CK_ESCROW_LEN, a);
             p += sprintf(p, "escrow %s %s\n", id, a);
         }
     }
     if (f->active >= 0) {
-        mk_ck_hex(f->keys[f->active].id, MK_MC_ID_LEN, id);
+        mk_crypto_hex(f->keys[f->active].id, MK_MC_ID_LEN, id);
         sprintf(p, "active %s\n", id);
     }
     return out;
