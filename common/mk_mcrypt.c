@@ -93,11 +93,36 @@ void mk_mc_keypair_wipe(struct mk_mc_keypair *k)
 /* The key that wraps a DEK for the recipient pub: HKDF of the X25519 secret
  * of priv and peer (the ephemeral key's private half and the recipient's
  * public key, or the other way round), salted with both public keys. */
-static int mk_mc_kek(const uint8_t priv[MK_MC_KEY_LEN], const uint8_t peer_pub[MK_MC_KEY_LEN],
-                     const uint8_t eph_pub[MK_MC_KEY_LEN], const uint8_t pub[MK_MC_KEY_LEN],
-                     uint8_t kek[MK_MC_KEY_LEN])
+/* The private key a reader opens message after message with, kept as
+ * OpenSSL's object: making it again computes its public key each time
+ * (a quarter of an imap process's work when it reads). */
+static struct {
+    uint8_t priv[MK_MC_KEY_LEN];
+    EVP_PKEY *pkey;
+} mk_mc_reader;
+
+void mk_mc_forget(void)
 {
-    EVP_PKEY *mine = mk_mc_pkey_private(priv), *peer;
+    EVP_PKEY_free(mk_mc_reader.pkey);
+    OPENSSL_cleanse(&mk_mc_reader, sizeof(mk_mc_reader));
+}
+
+static EVP_PKEY *mk_mc_reader_pkey(const uint8_t priv[MK_MC_KEY_LEN])
+{
+    if (mk_mc_reader.pkey == NULL
+        || CRYPTO_memcmp(mk_mc_reader.priv, priv, MK_MC_KEY_LEN) != 0) {
+        mk_mc_forget();
+        if ((mk_mc_reader.pkey = mk_mc_pkey_private(priv)) != NULL)
+            memcpy(mk_mc_reader.priv, priv, MK_MC_KEY_LEN);
+    }
+    return mk_mc_reader.pkey;
+}
+
+static int mk_mc_kek(const uint8_t priv[MK_MC_KEY_LEN], bool reader,
+                     const uint8_t peer_pub[MK_MC_KEY_LEN], const uint8_t eph_pub[MK_MC_KEY_LEN],
+                     const uint8_t pub[MK_MC_KEY_LEN], uint8_t kek[MK_MC_KEY_LEN])
+{
+    EVP_PKEY *mine = reader ? mk_mc_reader_pkey(priv) : mk_mc_pkey_private(priv), *peer;
     EVP_PKEY_CTX *pctx = NULL, *kctx = NULL;
     uint8_t secret[MK_MC_KEY_LEN], salt[2 * MK_MC_KEY_LEN], zero[MK_MC_KEY_LEN] = {0};
     size_t len = sizeof(secret), klen = MK_MC_KEY_LEN;
@@ -128,7 +153,8 @@ out:
     EVP_PKEY_CTX_free(kctx);
     EVP_PKEY_CTX_free(pctx);
     EVP_PKEY_free(peer);
-    EVP_PKEY_free(mine);
+    if (!reader)
+        EVP_PKEY_free(mine);
     return rc;
 }
 
@@ -168,7 +194,7 @@ static int mk_mc_wrap(const uint8_t eph_priv[MK_MC_KEY_LEN], const uint8_t eph_p
     memcpy(slot->id, r->key->id, MK_MC_ID_LEN);
     aad[0] = slot->kind;
     memcpy(aad + 1, slot->id, MK_MC_ID_LEN);
-    if (ctx != NULL && mk_mc_kek(eph_priv, r->key->pub, eph_pub, r->key->pub, kek) == 0)
+    if (ctx != NULL && mk_mc_kek(eph_priv, false, r->key->pub, eph_pub, r->key->pub, kek) == 0)
         rc = mk_mc_gcm(ctx, true, kek, nonce, aad, sizeof(aad), dek, MK_MC_KEY_LEN,
                        slot->wrapped, slot->wrapped + MK_MC_KEY_LEN);
     OPENSSL_cleanse(kek, sizeof(kek));
@@ -194,7 +220,7 @@ int mk_mc_unwrap(const struct mk_mc_header *h, const struct mk_mc_keypair *k,
         aad[0] = s->kind;
         memcpy(aad + 1, s->id, MK_MC_ID_LEN);
         memcpy(tag, s->wrapped + MK_MC_KEY_LEN, MK_MC_TAG_LEN);
-        if (mk_mc_kek(k->priv, h->eph, h->eph, k->pub.pub, kek) == 0)
+        if (mk_mc_kek(k->priv, true, h->eph, h->eph, k->pub.pub, kek) == 0)
             rc = mk_mc_gcm(ctx, false, kek, nonce, aad, sizeof(aad), s->wrapped, MK_MC_KEY_LEN,
                            dek, tag);
         OPENSSL_cleanse(kek, sizeof(kek));

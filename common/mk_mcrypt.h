@@ -27,6 +27,7 @@
  *				   size_t *need, const char **why);
  *	int	mk_mc_unwrap(const struct mk_mc_header *h, const struct mk_mc_keypair *k,
  *			     uint8_t dek[32]);
+ *	void	mk_mc_forget(void);
  *	int	mk_mc_header_make(const uint8_t dek[32], unsigned chunk_shift,
  *				  const struct mk_mc_recipient *r, unsigned n,
  *				  uint8_t *out, size_t *len);
@@ -99,7 +100,9 @@
  *	length) when buf holds all of it; 0 and *need (the bytes it needs)
  *	when buf is too short; -1 and *why when it is not a valid header.
  *	mk_mc_unwrap() finds k's slot and opens it: 0, or -1 when there is
- *	none or it does not open. mk_mc_header_make() writes a new header
+ *	none or it does not open. It keeps the last private key it used as
+ *	OpenSSL's object, for the next message (per process, not
+ *	thread-safe); mk_mc_forget() drops and wipes it. mk_mc_header_make() writes a new header
  *	for a DEK (at most MK_MC_HEADER_MAX bytes into out). mk_mc_plain_size()
  *	computes the plaintext size from the size of the whole file (-1:
  *	no valid file has that size).
@@ -186,6 +189,7 @@ int mk_mc_header_parse(const void *buf, size_t len, struct mk_mc_header *h, size
                        const char **why);
 int mk_mc_unwrap(const struct mk_mc_header *h, const struct mk_mc_keypair *k,
                  uint8_t dek[MK_MC_KEY_LEN]);
+void mk_mc_forget(void);
 int mk_mc_header_make(const uint8_t dek[MK_MC_KEY_LEN], unsigned chunk_shift,
                       const struct mk_mc_recipient *r, unsigned n, uint8_t *out, size_t *len);
 int mk_mc_plain_size(const struct mk_mc_header *h, uint64_t cipher_size, uint64_t *plain);

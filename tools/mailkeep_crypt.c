@@ -395,6 +395,7 @@ static int crypt_rewrap_user(struct crypt_cmd *c, const char *user, const struct
     crypt_rw = NULL;
     for (unsigned i = 0; i < MK_CK_MAX_KEYS; i++)
         mk_mc_keypair_wipe(&rw.pairs[i]);
+    mk_mc_forget();
     crypt_wipe_free(password);
     printf("%s: %u message%s given to the new key, %u already on it\n", user, rw.done,
            rw.done == 1 ? "" : "s", rw.current);
@@ -1132,6 +1133,7 @@ static int crypt_recover(struct crypt_cmd *c, int argc, char **argv)
 out:
     crypt_wipe_free(password);
     mk_mc_keypair_wipe(&escrow);
+    mk_mc_forget();
     OPENSSL_cleanse(server, sizeof(server));
     if (f != NULL) {
         OPENSSL_cleanse(f, sizeof(*f));

@@ -856,6 +856,7 @@ static void mkc_user_deinit(struct mail_user *user)
 	struct mkc_user *mu = MKC_USER_CONTEXT(user);
 
 	safe_memset(mu->pairs, 0, sizeof(mu->pairs));
+	mk_mc_forget();
 	safe_memset(mu->server_key, 0, sizeof(mu->server_key));
 	safe_memset(&mu->keys, 0, sizeof(mu->keys));
 	mu->module_ctx.super.deinit(user);
@@ -924,5 +925,6 @@ void mailkeep_crypt_plugin_init(struct module *module)
 void mailkeep_crypt_plugin_deinit(void)
 {
 	safe_memset(mkc_dek_cache, 0, sizeof(mkc_dek_cache));
+	mk_mc_forget();
 	mail_storage_hooks_remove(&mkc_hooks);
 }

@@ -137,5 +137,6 @@ int main(void)
     mk_mc_keypair_wipe(&kp);
     mk_mc_keypair_wipe(&kp2);
     mk_mc_keypair_wipe(&escrow);
+    mk_mc_forget();
     return test_done();
 }

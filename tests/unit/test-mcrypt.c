@@ -267,5 +267,6 @@ int main(void)
     mk_mc_keypair_wipe(&escrow);
     mk_mc_keypair_wipe(&other);
     free(plain);
+    mk_mc_forget();
     return test_done();
 }
